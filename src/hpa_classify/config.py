@@ -1,0 +1,275 @@
+"""Typed experiment configuration: pydantic models, YAML files, dotted overrides.
+
+A configuration file holds only the keys it changes; everything else keeps the
+defaults below. ``--set train.lr=0.001`` overrides one key from the command
+line. An unknown key or a bad value is a :class:`ConfigError` naming the key.
+
+>>> cfg = load_config(None, ["train.epochs=3", "model.name=resnet18"])
+>>> cfg.train.epochs, cfg.model.name
+(3, 'resnet18')
+>>> load_config(None, ["train.epoch=3"])
+Traceback (most recent call last):
+...
+hpa_classify.errors.ConfigError: unknown config key 'train.epoch' (did you mean 'train.epochs'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hpa_classify.classes import DEFAULT_MEAN, DEFAULT_STD
+from hpa_classify.errors import ConfigError
+from hpa_classify.fileio import write_text
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """How samples are read and batched."""
+
+    size: int = Field(512, ge=32, le=4096, description="side of the square model input, px")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(2, ge=0)
+    mean: tuple[float, float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float, float] = DEFAULT_STD
+    skip_invalid: bool = False
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(s <= 0 for s in v):
+            raise ValueError("every std must be > 0")
+        return v
+
+
+class AugmentConfig(_Strict):
+    """Training-time augmentations (albumentations), all on 4 channels."""
+
+    enabled: bool = True
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    brightness_contrast: float = Field(0.15, ge=0.0, le=1.0)
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < v[0] <= v[1] <= 1.0:
+            raise ValueError("crop_scale must satisfy 0 < low <= high <= 1")
+        return v
+
+
+class ModelConfig(_Strict):
+    """Backbone and where its pretrained weights come from."""
+
+    name: str = "tf_efficientnet_lite0"
+    pretrained: str = Field(
+        "auto",
+        description="none | auto | timm | bundled | path to a checkpoint",
+    )
+    drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
+    fourth_channel_init: Literal["red", "green", "blue", "mean", "zero"] = "red"
+
+
+class TrainConfig(_Strict):
+    """Optimisation and hardware."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
+    loss: Literal["bce", "focal"] = "bce"
+    focal_gamma: float = Field(2.0, ge=0)
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    limit_train_batches: float | int | None = None
+
+
+class EvaluateConfig(_Strict):
+    """How probabilities become labels."""
+
+    threshold_method: Literal["search", "prior", "fixed"] = "search"
+    fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class PredictConfig(_Strict):
+    tta: int = Field(4, ge=1, le=8)
+    batch_size: int = Field(64, ge=1)
+
+
+class Config(_Strict):
+    """A whole experiment."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    predict: PredictConfig = PredictConfig()
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_known_keys(ann, key + "."))
+    return keys
+
+
+def _unknown_key_error(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _known_keys(Config), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _check_keys(tree: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+    for key, value in tree.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            raise _unknown_key_error(prefix + key)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{prefix}{key}' must be a mapping, got {value!r}")
+            _check_keys(value, ann, prefix + key + ".")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``"a.b=value"`` into ``{"a": {"b": value}}``, the value read as YAML.
+
+    >>> parse_override("train.lr=3e-4")
+    {'train': {'lr': 0.0003}}
+    >>> parse_override("augment.crop_scale=[0.5, 1.0]")
+    {'augment': {'crop_scale': [0.5, 1.0]}}
+    """
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=0.001")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 3e-4 as a string; numbers like that should be floats.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    node: dict[str, Any] = {}
+    cur = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+    return node
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a preset shipped with the package."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    presets = ", ".join(list_presets()) or "none"
+    raise ConfigError(f"config '{name_or_path}' is neither a file nor a preset (presets: {presets})")
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in ``hpa_classify/configs``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: must hold a mapping of config keys, got {type(tree).__name__}")
+    return tree
+
+
+def _validate(tree: dict[str, Any], origin: str) -> Config:
+    _check_keys(tree, Config)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{origin}: bad value for '{key}': {err['msg']}") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults, then ``base``, then the file at ``path`` (or preset), then overrides."""
+    tree: dict[str, Any] = dict(base or {})
+    origin = "config"
+    if path is not None:
+        resolved = resolve_config_path(path)
+        origin = str(resolved)
+        file_tree = _read_yaml(resolved)
+        _check_keys(file_tree, Config)
+        tree = _merge(tree, file_tree)
+    for text in overrides or []:
+        tree = _merge(tree, parse_override(text))
+        origin = "override"
+    return _validate(tree, origin)
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The fully resolved configuration as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write the fully resolved configuration atomically."""
+    return write_text(path, config_to_yaml(cfg))
+
+
+def read_run_config(path: str | Path) -> Config:
+    """Load a ``config.yaml`` written by :func:`save_config`."""
+    path = Path(path)
+    return _validate(_read_yaml(path), str(path))

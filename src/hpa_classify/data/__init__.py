@@ -1,0 +1,1 @@
+"""Finding, validating, reading and batching HPA samples."""

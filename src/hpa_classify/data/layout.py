@@ -1,0 +1,384 @@
+"""Find a dataset's samples on disk and check them before any work starts.
+
+A dataset is a CSV (``Id`` plus an optional ``Target``) and a folder of images
+named ``{Id}_{red,green,blue,yellow}.{png,jpg,jpeg,tif,tiff}``. On the command
+line DATA is either
+
+* a Kaggle root: ``train.csv`` with ``train/``, or ``sample_submission.csv``
+  with ``test/``; or
+* a CSV path, with images in ``--images DIR`` (default: the CSV's own folder,
+  or the folder named after the CSV, ``train/`` for ``train.csv``, when the
+  images are there).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import struct
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpa_classify.classes import CHANNELS, parse_target
+from hpa_classify.data.io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, read_channel
+from hpa_classify.errors import DataError, summarize_ids
+
+log = logging.getLogger(__name__)
+
+# Which image folder belongs to which CSV in a Kaggle root.
+_KAGGLE_PAIRS = {"train": ("train.csv", "train"), "test": ("sample_submission.csv", "test")}
+
+
+@dataclass
+class Dataset:
+    """The samples of one dataset: Ids, labels (if known) and channel files."""
+
+    csv_path: Path
+    image_dir: Path
+    ids: list[str]
+    labels: list[list[int]] | None
+    files: list[dict[str, Path]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    def subset(self, index: Iterable[int]) -> Dataset:
+        """A new Dataset holding only the samples at ``index`` (in that order)."""
+        idx = list(index)
+        return Dataset(
+            csv_path=self.csv_path,
+            image_dir=self.image_dir,
+            ids=[self.ids[i] for i in idx],
+            labels=[self.labels[i] for i in idx] if self.labels is not None else None,
+            files=[self.files[i] for i in idx] if self.files else [],
+        )
+
+    def fingerprint(self) -> dict[str, str | int]:
+        """Hashes of the CSV and of the file list with sizes: what data a run saw."""
+        csv_hash = hashlib.sha256(self.csv_path.read_bytes()).hexdigest()
+        h = hashlib.sha256()
+        for files in self.files:
+            for channel in CHANNELS:
+                p = files[channel]
+                h.update(f"{p.name}\t{p.stat().st_size}\n".encode())
+        return {
+            "csv": str(self.csv_path),
+            "csv_sha256": csv_hash,
+            "files_sha256": h.hexdigest(),
+            "n_samples": len(self.ids),
+        }
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[int]] | None]:
+    """Read ``Id,Target`` (Target optional) from a CSV.
+
+    Accepts a UTF-8 BOM and Windows line endings; extra columns are ignored.
+    ``Predicted`` (as in a sample submission) is not read as labels.
+
+    Raises
+    ------
+    DataError
+        Naming the file and row: no header, no ``Id`` column, empty table,
+        empty Id, duplicate Ids, or a malformed Target.
+    """
+    path = Path(csv_path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: CSV file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise DataError(f"{path}: empty CSV (expected a header 'Id,Target' and rows)")
+    header = [h.strip() for h in rows[0]]
+    lower = [h.lower() for h in header]
+    if "id" not in lower:
+        raise DataError(
+            f"{path}: no 'Id' column in the header {rows[0]!r} "
+            "(the first line must name the columns, e.g. 'Id,Target')"
+        )
+    id_col = lower.index("id")
+    target_col = lower.index("target") if "target" in lower else None
+    body = rows[1:]
+    if not body:
+        raise DataError(f"{path}: the CSV has a header but no rows")
+    ids: list[str] = []
+    labels: list[list[int]] | None = [] if target_col is not None else None
+    seen: dict[str, int] = {}
+    dupes: list[str] = []
+    for lineno, row in enumerate(body, start=2):
+        if id_col >= len(row) or not row[id_col].strip():
+            raise DataError(f"{path}, line {lineno}: empty Id")
+        sample_id = row[id_col].strip()
+        if sample_id in seen:
+            dupes.append(sample_id)
+        seen[sample_id] = lineno
+        ids.append(sample_id)
+        if labels is not None:
+            target = row[target_col] if target_col < len(row) else ""
+            labels.append(parse_target(target, row=f"{lineno} (Id {sample_id}) of {path}"))
+    if dupes:
+        raise DataError(f"{path}: duplicate Ids: {summarize_ids(sorted(set(dupes)))}")
+    return ids, labels
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def resolve(
+    data: str | os.PathLike[str], images: str | os.PathLike[str] | None = None, prefer: str = "train"
+) -> tuple[Path, Path]:
+    """Return ``(csv_path, image_dir)`` for DATA as given on the command line.
+
+    ``prefer`` picks the split of a Kaggle root that has both (train or test).
+    """
+    data = Path(data)
+    if data.is_dir():
+        order = [prefer] + [k for k in _KAGGLE_PAIRS if k != prefer]
+        for split in order:
+            csv_name, folder = _KAGGLE_PAIRS[split]
+            if (data / csv_name).is_file():
+                image_dir = Path(images) if images else data / folder
+                if not image_dir.is_dir():
+                    raise DataError(f"{data}: has {csv_name} but no image folder {image_dir}")
+                return data / csv_name, image_dir
+        raise DataError(
+            f"{data}: not a Kaggle root (expected train.csv with train/, or "
+            "sample_submission.csv with test/); pass a CSV path instead"
+        )
+    if not data.exists():
+        raise DataError(f"{data}: no such file or folder")
+    if images is not None:
+        image_dir = Path(images)
+        if not image_dir.is_dir():
+            raise DataError(f"{image_dir}: image folder not found")
+        return data, image_dir
+    here = data.parent
+    named = here / {"sample_submission": "test"}.get(data.stem, data.stem)
+    if named.is_dir() and not _has_images(here):
+        return data, named
+    return data, here
+
+
+def _has_images(folder: Path) -> bool:
+    with os.scandir(folder) as it:
+        return any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
+
+
+def _index_folder(image_dir: Path) -> dict[str, Path]:
+    """Map ``{Id}_{channel}`` to its file; the first extension in IMAGE_EXTENSIONS wins."""
+    found: dict[str, Path] = {}
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    try:
+        entries = list(os.scandir(image_dir))
+    except OSError as exc:
+        raise DataError(f"{image_dir}: cannot list the image folder ({exc.strerror})") from None
+    for entry in entries:
+        stem, ext = os.path.splitext(entry.name)
+        ext = ext.lower()
+        if ext not in rank or "_" not in stem:
+            continue
+        prev = found.get(stem)
+        if prev is None or rank[ext] < rank[prev.suffix.lower()]:
+            found[stem] = Path(entry.path)
+    return found
+
+
+def load_dataset(
+    data: str | os.PathLike[str],
+    images: str | os.PathLike[str] | None = None,
+    prefer: str = "train",
+    require_labels: bool = False,
+) -> Dataset:
+    """Read the CSV and find every sample's channel files (nothing decoded yet).
+
+    Samples with missing channels are kept with the channels they have;
+    :func:`validate` reports them.
+    """
+    csv_path, image_dir = resolve(data, images, prefer)
+    ids, labels = read_table(csv_path)
+    if require_labels and labels is None:
+        raise DataError(f"{csv_path}: no 'Target' column, but labels are needed here")
+    index = _index_folder(image_dir)
+    files = []
+    for sample_id in ids:
+        files.append(
+            {c: index[f"{sample_id}_{c}"] for c in CHANNELS if f"{sample_id}_{c}" in index}
+        )
+    return Dataset(csv_path=csv_path, image_dir=image_dir, ids=ids, labels=labels, files=files)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """Width and height from the file header, without decoding; checks for truncation.
+
+    Raises :class:`DataError` naming the file for an empty, truncated or
+    unrecognised file.
+    """
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise DataError(f"{path}: empty file (0 bytes)")
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+            fh.seek(max(0, size - 16))
+            tail = fh.read()
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except OSError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    ext = path.suffix.lower()
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            raise DataError(f"{path}: PNG header is truncated")
+        if b"IEND" not in tail:
+            raise DataError(f"{path}: truncated PNG (no end chunk)")
+        width, height = struct.unpack(">II", head[16:24])
+        return width, height
+    if head.startswith(b"\xff\xd8"):
+        if not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            raise DataError(f"{path}: truncated JPEG (no end marker)")
+        return _jpeg_size(head, path)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") or ext in TIFF_EXTENSIONS:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+        except Exception as exc:  # tifffile raises many kinds on bad bytes
+            raise DataError(f"{path}: not a readable TIFF ({type(exc).__name__})") from None
+        return int(shape[1]), int(shape[0])
+    raise DataError(f"{path}: not a PNG, JPEG or TIFF file")
+
+
+def _jpeg_size(head: bytes, path: Path) -> tuple[int, int]:
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            i += 1
+            continue
+        marker = head[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", head[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[i + 5 : i + 9])
+            return width, height
+        i += 2 + length
+    raise DataError(f"{path}: JPEG without a frame header in its first 64 KiB")
+
+
+@dataclass
+class ValidationReport:
+    """What :func:`validate` found: ``problems`` is a list of (Id, message)."""
+
+    n_samples: int
+    problems: list[tuple[str, str]]
+    sizes: dict[tuple[int, int], int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def bad_ids(self) -> list[str]:
+        return list(dict.fromkeys(i for i, _ in self.problems))
+
+    def message(self, limit: int = 5) -> str:
+        bad = self.bad_ids
+        lines = [f"{len(bad)} of {self.n_samples} samples are invalid: {summarize_ids(bad, limit)}"]
+        for sample_id, msg in self.problems[:limit]:
+            lines.append(f"  {sample_id}: {msg}")
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more problems")
+        return "\n".join(lines)
+
+
+def _check_sample(
+    args: tuple[str, dict[str, Path], Path, bool],
+) -> tuple[list[str], tuple[int, int] | None]:
+    sample_id, files, image_dir, deep = args
+    problems = []
+    missing = [c for c in CHANNELS if c not in files]
+    for c in missing:
+        problems.append(f"missing {c} channel (no {sample_id}_{c}.png/.jpg/.tif in {image_dir})")
+    sizes = {}
+    for c, path in files.items():
+        try:
+            sizes[c] = image_size(path)
+            if deep:
+                read_channel(path)
+        except DataError as exc:
+            problems.append(str(exc))
+    if len(set(sizes.values())) > 1:
+        detail = ", ".join(f"{c} {w}x{h}" for c, (w, h) in sizes.items())
+        problems.append(f"channels differ in size ({detail})")
+    return problems, (sizes.get("green") if not problems else None)
+
+
+def validate(dataset: Dataset, deep: bool = False, workers: int = 8) -> ValidationReport:
+    """Check every sample: all four channels present, readable, not truncated, same size.
+
+    Parameters
+    ----------
+    deep : bool
+        Also decode every image (slower; the default reads headers and the
+        file ends only, which finds missing, empty and truncated files).
+    """
+    jobs = [(i, f, dataset.image_dir, deep) for i, f in zip(dataset.ids, dataset.files)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_check_sample, jobs, chunksize=64))
+    problems: list[tuple[str, str]] = []
+    sizes: dict[tuple[int, int], int] = {}
+    for (sample_id, _, _, _), (found, wh) in zip(jobs, results):
+        problems.extend((sample_id, msg) for msg in found)
+        if wh is not None:
+            sizes[wh] = sizes.get(wh, 0) + 1
+    return ValidationReport(n_samples=len(dataset), problems=problems, sizes=sizes)
+
+
+def checked(dataset: Dataset, skip_invalid: bool = False, deep: bool = False) -> Dataset:
+    """Validate ``dataset``; raise on problems, or drop the bad samples if asked.
+
+    The returned dataset's ``skipped`` lists (Id, reason) of what was dropped.
+    """
+    report = validate(dataset, deep=deep)
+    if report.ok:
+        return dataset
+    if not skip_invalid:
+        raise DataError(
+            f"{dataset.csv_path}: {report.message()}\n"
+            "Fix or remove these samples, or pass --skip-invalid to leave them out."
+        )
+    bad = set(report.bad_ids)
+    keep = [i for i, sample_id in enumerate(dataset.ids) if sample_id not in bad]
+    if not keep:
+        raise DataError(f"{dataset.csv_path}: every sample is invalid\n{report.message()}")
+    log.warning("skipping %d invalid samples of %d", len(bad), len(dataset))
+    out = dataset.subset(keep)
+    out.skipped = report.problems
+    return out

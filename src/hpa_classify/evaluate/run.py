@@ -1,0 +1,134 @@
+"""Evaluate a run: tune thresholds on its validation probabilities, or score held-out data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpa_classify.classes import to_multihot
+from hpa_classify.data.layout import Dataset
+from hpa_classify.errors import DataError
+from hpa_classify.evaluate.metrics import binarize, class_table, macro_f1
+from hpa_classify.evaluate.report import write_report
+from hpa_classify.evaluate.thresholds import (
+    load_thresholds,
+    prior_matching_thresholds,
+    save_thresholds,
+    search_thresholds,
+)
+from hpa_classify.fileio import write_json
+from hpa_classify.runs import Run, read_json
+
+log = logging.getLogger(__name__)
+
+
+def train_prior(run: Run) -> np.ndarray:
+    """Class frequencies of the run's training split (the label-prior baseline)."""
+    obj = read_json(run.path / "train_prior.json")
+    return np.asarray(obj["class_frequency"], np.float64)
+
+
+def choose_thresholds(method: str, y_true: np.ndarray, probs: np.ndarray, prior: np.ndarray, fixed: float) -> np.ndarray:
+    """Per-class thresholds by ``method``: search (best F1), prior (match rates) or fixed."""
+    if method == "search":
+        return search_thresholds(y_true, probs)
+    if method == "prior":
+        return prior_matching_thresholds(probs, prior)
+    return np.full(probs.shape[1], fixed)
+
+
+def _score(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> tuple[float, int]:
+    preds, fallback = binarize(probs, thresholds, at_least_one=True)
+    return macro_f1(y_true, preds), fallback
+
+
+def evaluate_run(
+    run: Run,
+    data: Dataset | None = None,
+    out_dir: Path | None = None,
+    tta: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``run`` and write thresholds and a report.
+
+    Without ``data``: thresholds are chosen on the validation probabilities
+    (``val_probs.csv``) by the configured method and saved as
+    ``thresholds.json``; the report goes to ``<run>/report``. The tuned score
+    is optimistic, since thresholds and score share the same images.
+
+    With labelled ``data``: the run's model predicts it (TTA as configured)
+    and is scored with the saved thresholds; the report goes to
+    ``<run>/eval-<csv name>`` unless ``out_dir`` is given. This is a held-out
+    score when ``data`` was not used in training.
+    """
+    from hpa_classify.predict import predict_probs, probs_frame, read_probs
+
+    cfg = run.cfg
+    prior = train_prior(run)
+    val_ids, val_probs, val_labels = read_probs(run.val_probs_path)
+    if val_labels is None:
+        raise DataError(f"{run.val_probs_path}: has no Target column")
+    y_val = to_multihot(val_labels)
+    method = cfg.evaluate.threshold_method
+    prior_val = np.tile(prior, (len(y_val), 1)).astype(np.float32)
+    baseline_thr = choose_thresholds(method, y_val, prior_val, prior, cfg.evaluate.fixed_threshold)
+
+    if data is None:
+        thresholds = choose_thresholds(method, y_val, val_probs, prior, cfg.evaluate.fixed_threshold)
+        save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": "validation split"})
+        y_true, probs, split = y_val, val_probs, "validation (thresholds tuned here: optimistic)"
+        out_dir = out_dir or run.path / "report"
+        metrics_csv = run.path / "metrics.csv"
+    else:
+        if data.labels is None:
+            raise DataError(f"{data.csv_path}: evaluation needs a 'Target' column")
+        from hpa_classify.runs import load_model
+
+        thresholds = load_thresholds(run.thresholds_path)
+        model = load_model(run)
+        probs = predict_probs(model, data, cfg, tta=tta or cfg.predict.tta, progress=progress)
+        y_true = to_multihot(data.labels)
+        split = f"{data.csv_path} (held out; thresholds from the validation split)"
+        out_dir = out_dir or run.path / f"eval-{data.csv_path.stem}"
+        metrics_csv = None
+        from hpa_classify.fileio import write_csv
+
+        write_csv(Path(out_dir) / "probs.csv", probs_frame(data.ids, probs, data.labels))
+
+    score, fallback = _score(y_true, probs, thresholds)
+    at_half, _ = _score(y_true, probs, np.full(probs.shape[1], 0.5))
+    prior_rows = np.tile(prior, (len(y_true), 1)).astype(np.float32)
+    baseline, _ = _score(y_true, prior_rows, baseline_thr)
+    present = y_true.sum(0) > 0
+    preds, _ = binarize(probs, thresholds, at_least_one=True)
+    table = class_table(y_true, probs, thresholds)
+    summary: dict[str, Any] = {
+        "run": str(run.path),
+        "data": split,
+        "n_images": int(len(y_true)),
+        "threshold_method": method,
+        "macro_f1": round(score, 4),
+        "macro_f1_at_0.5": round(at_half, 4),
+        "baseline_macro_f1": round(baseline, 4),
+        "macro_f1_present_classes": round(float(table["f1"][present].mean()), 4) if present.any() else 0.0,
+        "classes_present": int(present.sum()),
+        "top1_fallbacks": int(fallback),
+        "mean_labels_per_image": round(float(preds.sum(1).mean()), 3),
+    }
+    out_dir = Path(out_dir)
+    write_json(out_dir / "summary.json", summary)
+    html = write_report(
+        out_dir,
+        table,
+        summary,
+        y_true=y_true,
+        probs=probs,
+        thresholds=thresholds,
+        metrics_csv=metrics_csv if metrics_csv is not None and metrics_csv.is_file() else None,
+        title=f"{cfg.name}: evaluation",
+    )
+    summary["report"] = str(html)
+    return summary

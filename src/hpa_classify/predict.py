@@ -1,0 +1,154 @@
+"""Prediction with test-time augmentation, into a Kaggle submission and a probability table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from hpa_classify.classes import NUM_CLASSES, format_target
+from hpa_classify.config import Config
+from hpa_classify.data.dataset import HPADataset, make_loader
+from hpa_classify.data.layout import Dataset
+from hpa_classify.fileio import write_csv
+from hpa_classify.runs import Run, load_model
+
+log = logging.getLogger(__name__)
+
+#: The 8 symmetries of the square, in the order ``--tta N`` takes them.
+TTA_VIEWS: tuple[tuple[str, Callable[[torch.Tensor], torch.Tensor]], ...] = (
+    ("identity", lambda x: x),
+    ("hflip", lambda x: x.flip(-1)),
+    ("vflip", lambda x: x.flip(-2)),
+    ("rot180", lambda x: x.flip(-1, -2)),
+    ("transpose", lambda x: x.transpose(-1, -2)),
+    ("rot90", lambda x: x.transpose(-1, -2).flip(-1)),
+    ("rot270", lambda x: x.transpose(-1, -2).flip(-2)),
+    ("antitranspose", lambda x: x.transpose(-1, -2).flip(-1, -2)),
+)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module,
+    data: Dataset,
+    cfg: Config,
+    tta: int = 1,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Sigmoid probabilities ``(N, 28)`` averaged over the first ``tta`` views."""
+    if not 1 <= tta <= len(TTA_VIEWS):
+        raise ValueError(f"tta must be 1-{len(TTA_VIEWS)}, got {tta}")
+    device = device or default_device()
+    model = model.to(device).eval()
+    use_cuda = device.type == "cuda"
+    if use_cuda and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ds = HPADataset(data, cfg.data.size, cfg.data.mean, cfg.data.std, None)
+    loader = make_loader(
+        ds,
+        batch_size or cfg.predict.batch_size,
+        cfg.data.num_workers if num_workers is None else num_workers,
+        shuffle=False,
+    )
+    out = np.zeros((len(ds), NUM_CLASSES), np.float32)
+    start = 0
+    batches = loader
+    if progress:
+        from rich.progress import track
+
+        batches = track(loader, description=f"predicting {len(ds)} images (TTA x{tta})")
+    for x, _ in batches:
+        x = x.to(device, non_blocking=True)
+        acc = torch.zeros(len(x), NUM_CLASSES, device=device)
+        for _, view in TTA_VIEWS[:tta]:
+            v = view(x)
+            if use_cuda and cfg.train.channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
+                acc += torch.sigmoid(model(v).float())
+        out[start : start + len(x)] = (acc / tta).cpu().numpy()
+        start += len(x)
+    return out
+
+
+def probs_frame(ids: list[str], probs: np.ndarray, labels: list[list[int]] | None = None) -> pd.DataFrame:
+    """A table ``Id[, Target], p00 ... p27`` of probabilities."""
+    frame = pd.DataFrame({"Id": ids})
+    if labels is not None:
+        frame["Target"] = [format_target(t) for t in labels]
+    cols = pd.DataFrame(probs, columns=[f"p{i:02d}" for i in range(NUM_CLASSES)])
+    return pd.concat([frame, cols], axis=1)
+
+
+def read_probs(path: Path) -> tuple[list[str], np.ndarray, list[list[int]] | None]:
+    """Read a table written from :func:`probs_frame`."""
+    from hpa_classify.classes import parse_target
+
+    frame = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
+    probs = frame[[f"p{i:02d}" for i in range(NUM_CLASSES)]].to_numpy(np.float32)
+    labels = None
+    if "Target" in frame:
+        labels = [parse_target(t, row=i) for i, t in zip(frame["Id"], frame["Target"])]
+    return frame["Id"].tolist(), probs, labels
+
+
+def probs_path_for(submission: Path) -> Path:
+    """Where the probabilities beside a submission go: ``<name>_probs.csv``."""
+    return submission.with_name(submission.stem + "_probs.csv")
+
+
+@dataclass
+class PredictSummary:
+    submission: Path
+    probabilities: Path
+    n_images: int
+    n_fallback: int
+    tta: int
+    mean_labels: float
+
+
+def predict_run(
+    run: Run,
+    data: Dataset,
+    out: Path,
+    tta: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Predict ``data`` with a run's best model and thresholds; write the submission atomically."""
+    from hpa_classify.evaluate.metrics import binarize
+    from hpa_classify.evaluate.thresholds import load_thresholds
+
+    thresholds = load_thresholds(run.thresholds_path)
+    tta = tta or run.cfg.predict.tta
+    model = load_model(run, default_device())
+    probs = predict_probs(model, data, run.cfg, tta=tta, batch_size=batch_size, progress=progress)
+    preds, n_fallback = binarize(probs, thresholds, at_least_one=True)
+    sub = pd.DataFrame(
+        {"Id": data.ids, "Predicted": [format_target(np.flatnonzero(r)) for r in preds]}
+    )
+    probs_out = probs_path_for(out)
+    write_csv(probs_out, probs_frame(data.ids, probs))
+    write_csv(out, sub)
+    return PredictSummary(
+        submission=out,
+        probabilities=probs_out,
+        n_images=len(data),
+        n_fallback=n_fallback,
+        tta=tta,
+        mean_labels=float(preds.sum(1).mean()) if len(preds) else 0.0,
+    )

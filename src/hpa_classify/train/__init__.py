@@ -1,0 +1,1 @@
+"""Training by transfer learning with Lightning."""

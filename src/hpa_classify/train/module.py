@@ -1,0 +1,148 @@
+"""The LightningModule: a plain ``nn.Module`` network plus loss, optimiser and metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from hpa_classify.config import Config
+from hpa_classify.train.losses import build_loss
+
+
+def _f1_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> float:
+    """Macro F1 from per-class counts; a class with no support and no prediction scores 0."""
+    denom = 2 * tp + fp + fn
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
+    return float(f1.mean())
+
+
+class HPAModule(L.LightningModule):
+    """Trains ``model`` on multi-hot targets; logs loss and macro F1 (at 0.5) per epoch."""
+
+    def __init__(self, model: nn.Module, cfg: Config) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.loss_fn = build_loss(cfg.train.loss, cfg.train.focal_gamma)
+        self.history: list[dict[str, float]] = []
+        self._reset_train()
+        self._val_probs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+        self._val_loss: list[float] = []
+        self.last_val: dict[str, float] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+    def _reset_train(self) -> None:
+        self._train_loss_sum = 0.0
+        self._train_n = 0
+        self._train_counts = torch.zeros(3, 28)
+        self._epoch_start = time.perf_counter()
+
+    def _use_channels_last(self) -> bool:
+        return self.cfg.train.channels_last and self.device.type == "cuda"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_channels_last():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def on_fit_start(self) -> None:
+        if self._use_channels_last():
+            self.model.to(memory_format=torch.channels_last)
+
+    # -- training -----------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits.float(), y)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        with torch.no_grad():
+            pred = (logits.float() > 0).float()
+            tp = (pred * y).sum(0).cpu()
+            fp = (pred * (1 - y)).sum(0).cpu()
+            fn = ((1 - pred) * y).sum(0).cpu()
+            self._train_counts += torch.stack([tp, fp, fn])
+        self._train_loss_sum += float(loss.detach()) * len(x)
+        self._train_n += len(x)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._reset_train()
+
+    def finish_epoch(self) -> dict[str, float]:
+        """Record and return this epoch's row of ``metrics.csv`` (after validation ran)."""
+        seconds = time.perf_counter() - self._epoch_start
+        tp, fp, fn = self._train_counts
+        row = {
+            "epoch": self.current_epoch + 1,
+            "train_loss": self._train_loss_sum / max(self._train_n, 1),
+            "train_f1": _f1_from_counts(tp, fp, fn),
+            "val_loss": self.last_val.get("val_loss", math.nan),
+            "val_f1": self.last_val.get("val_f1", math.nan),
+            "lr": float(self.optimizers().param_groups[0]["lr"]),
+            "seconds": seconds,
+            "images_per_s": self._train_n / seconds if seconds > 0 else math.nan,
+        }
+        self.history.append(row)
+        return row
+
+    # -- validation ---------------------------------------------------------------------
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x).float()
+        self._val_loss.append(float(self.loss_fn(logits, y)) * len(x))
+        self._val_probs.append(torch.sigmoid(logits).cpu())
+        self._val_targets.append(y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_probs:
+            return
+        probs = torch.cat(self._val_probs)
+        y = torch.cat(self._val_targets)
+        pred = (probs > 0.5).float()
+        tp, fp, fn = (pred * y).sum(0), (pred * (1 - y)).sum(0), ((1 - pred) * y).sum(0)
+        val_f1 = _f1_from_counts(tp, fp, fn)
+        val_loss = float(np.sum(self._val_loss) / len(y))
+        self.last_val = {"val_loss": val_loss, "val_f1": val_f1}
+        self.log("val_f1", val_f1, prog_bar=True)
+        self.log("val_loss", val_loss, prog_bar=True)
+        self._val_probs.clear()
+        self._val_targets.clear()
+        self._val_loss.clear()
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):  # type: ignore[override]
+        t = self.cfg.train
+        opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if t.scheduler == "none":
+            return opt
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        if t.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=total)
+        else:
+            steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+            warmup = int(t.warmup_epochs * steps_per_epoch)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def warmup_cosine(warmup: int, total: int, floor: float = 0.01):
+    """LR multiplier per step: linear warm-up over ``warmup`` steps, then cosine to ``floor``.
+
+    >>> f = warmup_cosine(10, 110)
+    >>> round(f(0), 2), f(10), round(f(110), 2)
+    (0.1, 1.0, 0.01)
+    """
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
