@@ -15,6 +15,7 @@ Classification" (2018) ``Target`` column.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -52,6 +53,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "Rods & rings",
 )
 NUM_CLASSES = len(CLASS_NAMES)
+_INT_TOKEN = re.compile(r"-?[0-9]+")
 
 #: Channel order of every array the package produces: (4, H, W) in this order.
 CHANNELS: tuple[str, ...] = ("red", "green", "blue", "yellow")
@@ -115,10 +117,9 @@ def parse_target(text: str, row: str | int | None = None) -> list[int]:
         raise LabelError(f"{where}empty Target (every image needs at least one class)")
     ids: list[int] = []
     for tok in tokens:
-        try:
-            value = int(tok)
-        except ValueError:
-            raise LabelError(f"{where}'{tok}' is not a class id in Target '{text}'") from None
+        if not _INT_TOKEN.fullmatch(tok):
+            raise LabelError(f"{where}'{tok}' is not a class id in Target '{text}'")
+        value = int(tok)
         if not 0 <= value < NUM_CLASSES:
             raise LabelError(
                 f"{where}class {value} out of range 0-{NUM_CLASSES - 1} in Target '{text}'"

@@ -229,14 +229,39 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return tree
 
 
-def _validate(tree: dict[str, Any], origin: str) -> Config:
+def _error_key(loc: tuple[int | str, ...]) -> str:
+    """The dotted config key of a pydantic error location, without union type tags."""
+    known = set(_known_keys(Config))
+    parts = [str(p) for p in loc]
+    prefixes = [i for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in known]
+    n = prefixes[-1] if prefixes else len(parts)
+    while n < len(parts) and isinstance(loc[n], int):
+        n += 1
+    return ".".join(parts[:n])
+
+
+def _is_set_in(tree: dict[str, Any], key: str) -> bool:
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return True  # an override set a value above this key
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _validate(
+    tree: dict[str, Any], origin: str, overrides: dict[str, Any] | None = None
+) -> Config:
     _check_keys(tree, Config)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{origin}: bad value for '{key}': {err['msg']}") from None
+        key = _error_key(err["loc"])
+        where = "override" if overrides and _is_set_in(overrides, key) else origin
+        raise ConfigError(f"{where}: bad value for '{key}': {err['msg']}") from None
 
 
 def load_config(
@@ -253,10 +278,10 @@ def load_config(
         file_tree = _read_yaml(resolved)
         _check_keys(file_tree, Config)
         tree = _merge(tree, file_tree)
+    override_tree: dict[str, Any] = {}
     for text in overrides or []:
-        tree = _merge(tree, parse_override(text))
-        origin = "override"
-    return _validate(tree, origin)
+        override_tree = _merge(override_tree, parse_override(text))
+    return _validate(_merge(tree, override_tree), origin, override_tree)
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -105,10 +105,12 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    # (line number in the file, row), blank lines left out but still counted
+    numbered = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
+    if not numbered:
         raise DataError(f"{path}: empty CSV (expected a header 'Id,Target' and rows)")
+    rows = [r for _, r in numbered]
     header = [h.strip() for h in rows[0]]
     lower = [h.lower() for h in header]
     if "id" not in lower:
@@ -118,14 +120,14 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
         )
     id_col = lower.index("id")
     target_col = lower.index("target") if "target" in lower else None
-    body = rows[1:]
+    body = numbered[1:]
     if not body:
         raise DataError(f"{path}: the CSV has a header but no rows")
     ids: list[str] = []
     labels: list[list[int]] | None = [] if target_col is not None else None
     seen: dict[str, int] = {}
     dupes: list[str] = []
-    for lineno, row in enumerate(body, start=2):
+    for lineno, row in body:
         if id_col >= len(row) or not row[id_col].strip():
             raise DataError(f"{path}, line {lineno}: empty Id")
         sample_id = row[id_col].strip()
@@ -158,6 +160,8 @@ def resolve(
             csv_name, folder = _KAGGLE_PAIRS[split]
             if (data / csv_name).is_file():
                 image_dir = Path(images) if images else data / folder
+                if not image_dir.is_dir() and images is None and _has_images(data):
+                    image_dir = data  # images beside the CSV
                 if not image_dir.is_dir():
                     raise DataError(f"{data}: has {csv_name} but no image folder {image_dir}")
                 return data / csv_name, image_dir
@@ -267,9 +271,15 @@ def image_size(path: Path) -> tuple[int, int]:
 
         try:
             with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
+                page = tif.pages[0]
+                shape = page.shape
+                end = max(
+                    (o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0
+                )
         except Exception as exc:  # tifffile raises many kinds on bad bytes
             raise DataError(f"{path}: not a readable TIFF ({type(exc).__name__})") from None
+        if end > size:
+            raise DataError(f"{path}: truncated TIFF (image data ends at byte {end} of {size})")
         return int(shape[1]), int(shape[0])
     raise DataError(f"{path}: not a PNG, JPEG or TIFF file")
 

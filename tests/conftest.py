@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny synthetic dataset and one small trained run, made once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+KAGGLE_LAYOUT = SHARED_DATA / "hpa_samples" / "kaggle_layout"
+needs_real_samples = pytest.mark.skipif(
+    not KAGGLE_LAYOUT.is_dir(), reason=f"real HPA samples not found at {KAGGLE_LAYOUT}"
+)
+
+# Small and fast: 64 px, 2 epochs, EfficientNet-Lite0 with the bundled ImageNet weights.
+TINY_TRAIN = [
+    "--config", "demo-cpu",
+    "--set", "data.size=64",
+    "--set", "data.batch_size=16",
+    "--set", "data.num_workers=0",
+    "--set", "train.epochs=2",
+    "--set", "predict.tta=2",
+]
+
+
+def hpa(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run the ``hpa`` command line in a subprocess, as a user would."""
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "hpa_classify.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Kaggle-layout synthetic dataset: 64 train and 16 test images at 64 px."""
+    from hpa_classify.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate(root, n_train=64, n_test=16, size=64, seed=3, min_per_class=0, workers=2, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory trained by ``hpa train`` on :func:`synth_root`."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    result = hpa("train", synth_root, *TINY_TRAIN, "--out", run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run

@@ -1,0 +1,177 @@
+"""End to end through the ``hpa`` command line on tiny synthetic data (and the real samples)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import KAGGLE_LAYOUT, TINY_TRAIN, hpa, needs_real_samples
+from hpa_classify.classes import NUM_CLASSES, parse_target
+
+
+def test_train_writes_a_complete_run(trained_run: Path) -> None:
+    for name in ("config.yaml", "env.json", "split.csv", "metrics.csv", "val_probs.csv",
+                 "thresholds.json", "train_prior.json", "checkpoints/best.ckpt",
+                 "report/report.html", "report/report.md", "report/summary.json"):
+        assert (trained_run / name).is_file(), name
+    metrics = pd.read_csv(trained_run / "metrics.csv")
+    assert metrics["epoch"].tolist() == [1, 2]
+    assert metrics[["train_loss", "val_loss", "val_f1"]].notna().all().all()
+    thresholds = json.loads((trained_run / "thresholds.json").read_text())
+    assert len(thresholds["thresholds"]) == NUM_CLASSES
+    env = json.loads((trained_run / "env.json").read_text())
+    assert {"torch", "timm", "lightning", "python", "data", "config"} <= env.keys()
+    assert env["data"]["n_samples"] == 64
+    summary = json.loads((trained_run / "report" / "summary.json").read_text())
+    assert 0.0 <= summary["macro_f1"] <= 1.0
+
+
+def test_run_directory_is_not_overwritten_without_force(trained_run: Path, synth_root: Path) -> None:
+    before = (trained_run / "metrics.csv").read_bytes()
+    result = hpa("train", synth_root, *TINY_TRAIN, "--out", trained_run)
+    assert result.returncode == 2
+    assert "--force" in result.stderr
+    assert (trained_run / "metrics.csv").read_bytes() == before
+
+
+def test_evaluate_on_held_out_labelled_data(trained_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = hpa("evaluate", trained_run, synth_root / "test_labels.csv",
+                 "--images", synth_root / "test", "--out", out, "--tta", "1")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 16
+    assert (out / "report.html").is_file()
+
+
+def test_predict_writes_a_kaggle_submission(trained_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "submission.csv"
+    result = hpa("predict", trained_run, synth_root, "-o", out, "--tta", "8")
+    assert result.returncode == 0, result.stderr
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    expected = pd.read_csv(synth_root / "sample_submission.csv", dtype=str)["Id"].tolist()
+    assert sub.columns.tolist() == ["Id", "Predicted"]
+    assert sub["Id"].tolist() == expected
+    for sample_id, predicted in zip(sub["Id"], sub["Predicted"]):
+        assert parse_target(predicted, row=sample_id)  # at least one valid label each
+    probs = pd.read_csv(out.with_name("submission_probs.csv"))
+    assert probs.shape == (16, 1 + NUM_CLASSES)
+    assert ((probs.iloc[:, 1:] >= 0) & (probs.iloc[:, 1:] <= 1)).all().all()
+    assert "top-1 fallback" in result.stdout
+
+
+def test_validate_reports_a_clean_dataset(synth_root: Path) -> None:
+    result = hpa("validate", synth_root, "--deep")
+    assert result.returncode == 0, result.stderr
+    assert "64 samples" in result.stdout and "all samples valid" in result.stdout
+
+
+@needs_real_samples
+@pytest.mark.realdata
+def test_real_samples_validate_and_predict(trained_run: Path, tmp_path: Path) -> None:
+    result = hpa("validate", KAGGLE_LAYOUT / "train.csv", "--deep")
+    assert result.returncode == 0, result.stderr
+    assert "8 samples" in result.stdout and "512x512: 8" in result.stdout
+    out = tmp_path / "real_submission.csv"
+    result = hpa("predict", trained_run, KAGGLE_LAYOUT / "train.csv", "-o", out, "--tta", "2")
+    assert result.returncode == 0, result.stderr
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    ids = pd.read_csv(KAGGLE_LAYOUT / "train.csv", dtype=str)["Id"].tolist()
+    assert sub["Id"].tolist() == ids and len(sub) == 8
+    assert all(parse_target(p) for p in sub["Predicted"])
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _copy(synth_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    return root
+
+
+def _first_id(root: Path) -> str:
+    return (root / "train.csv").read_text().splitlines()[1].split(",")[0]
+
+
+def _assert_clean_failure(result, run_dir: Path, *needles: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+    assert not run_dir.exists(), "nothing may be written on bad input"
+
+
+def test_missing_channel_is_named(synth_root: Path, tmp_path: Path) -> None:
+    root = _copy(synth_root, tmp_path)
+    bad = _first_id(root)
+    (root / "train" / f"{bad}_yellow.png").unlink()
+    run = tmp_path / "run"
+    _assert_clean_failure(hpa("train", root, *TINY_TRAIN, "--out", run), run, bad, "missing yellow")
+
+
+def test_corrupt_png_is_named(synth_root: Path, tmp_path: Path) -> None:
+    root = _copy(synth_root, tmp_path)
+    bad = _first_id(root)
+    png = root / "train" / f"{bad}_green.png"
+    png.write_bytes(png.read_bytes()[:-40])
+    run = tmp_path / "run"
+    _assert_clean_failure(hpa("train", root, *TINY_TRAIN, "--out", run), run, bad, "truncated")
+
+
+def test_bad_target_is_named(synth_root: Path, tmp_path: Path) -> None:
+    root = _copy(synth_root, tmp_path)
+    lines = (root / "train.csv").read_text().splitlines()
+    bad = lines[3].split(",")[0]
+    lines[3] = f"{bad},0 31"
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    _assert_clean_failure(hpa("train", root, *TINY_TRAIN, "--out", run), run, bad, "out of range")
+
+
+def test_duplicate_id_is_named(synth_root: Path, tmp_path: Path) -> None:
+    root = _copy(synth_root, tmp_path)
+    lines = (root / "train.csv").read_text().splitlines()
+    dup = lines[2]
+    (root / "train.csv").write_text("\n".join(lines + [dup]) + "\n")
+    run = tmp_path / "run"
+    _assert_clean_failure(hpa("train", root, *TINY_TRAIN, "--out", run), run, dup.split(",")[0], "duplicate")
+
+
+def test_predict_with_invalid_data_writes_nothing(trained_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    root = _copy(synth_root, tmp_path)
+    sample_sub = (root / "sample_submission.csv").read_text().splitlines()
+    bad = sample_sub[1].split(",")[0]
+    (root / "test" / f"{bad}_blue.png").write_bytes(b"")
+    out = tmp_path / "submission.csv"
+    result = hpa("predict", trained_run, root, "-o", out)
+    _assert_clean_failure(result, out, bad, "empty file")
+    assert not out.with_name("submission_probs.csv").exists()
+
+
+def test_skip_invalid_trains_without_the_bad_sample(synth_root: Path, tmp_path: Path) -> None:
+    root = _copy(synth_root, tmp_path)
+    bad = _first_id(root)
+    (root / "train" / f"{bad}_red.png").unlink()
+    run = tmp_path / "run"
+    result = hpa("train", root, *TINY_TRAIN, "--set", "train.epochs=1", "--out", run, "--skip-invalid")
+    assert result.returncode == 0, result.stderr
+    skipped = pd.read_csv(run / "skipped.csv")
+    assert skipped["Id"].tolist() == [bad]
+    assert bad not in pd.read_csv(run / "split.csv")["Id"].tolist()
+
+
+def test_not_a_run_directory(tmp_path: Path, synth_root: Path) -> None:
+    result = hpa("predict", tmp_path, synth_root, "-o", tmp_path / "s.csv")
+    assert result.returncode == 2
+    assert "not a run directory" in result.stderr
+
+
+def test_unknown_config_key_is_named(synth_root: Path, tmp_path: Path) -> None:
+    result = hpa("train", synth_root, "--set", "train.epoch=3", "--out", tmp_path / "r")
+    assert result.returncode == 2
+    assert "train.epoch" in result.stderr and "train.epochs" in result.stderr
