@@ -73,6 +73,7 @@ class Dataset:
                 h.update(f"{p.name}\t{p.stat().st_size}\n".encode())
         return {
             "csv": str(self.csv_path),
+            "image_dir": str(self.image_dir),
             "csv_sha256": csv_hash,
             "files_sha256": h.hexdigest(),
             "n_samples": len(self.ids),
