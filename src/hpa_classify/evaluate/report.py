@@ -61,7 +61,7 @@ FIGURES: dict[str, str] = {
 # ------------------------------------------------------------------ helpers
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A figure with its own Agg canvas (no pyplot, no global backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -71,7 +71,8 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save_figure(fig: Figure, out_png: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Figure, out_png: str | os.PathLike[str]) -> Path:
+    """Save ``fig`` as a PNG at :data:`DPI` on white, atomically; returns the path."""
     out = Path(out_png)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
@@ -148,7 +149,7 @@ def plot_training_curves(
 
     from matplotlib.ticker import MaxNLocator
 
-    fig = _new_figure(11, 4)
+    fig = new_figure(11, 4)
     axes = fig.subplots(1, 2)
     panels = (("loss", "Loss", "train_loss", "val_loss"),
               ("f1", "Macro F1", "train_f1", "val_f1"))
@@ -177,7 +178,7 @@ def plot_training_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.suptitle("Training curves")
-    return _save_figure(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_class_f1(table: pd.DataFrame, out_png: str | os.PathLike[str]) -> Path:
@@ -199,7 +200,7 @@ def plot_class_f1(table: pd.DataFrame, out_png: str | os.PathLike[str]) -> Path:
     n = len(table)
     f1 = table["f1"].to_numpy(dtype=np.float64)
     support = table["support"].to_numpy()
-    fig = _new_figure(9, 0.27 * n + 1.4)
+    fig = new_figure(9, 0.27 * n + 1.4)
     ax = fig.subplots()
     y = np.arange(n)
     colors = np.where(support > 0, _TRUE_COLOR, "#b0b0b0")
@@ -218,7 +219,7 @@ def plot_class_f1(table: pd.DataFrame, out_png: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("F1")
     ax.set_title("F1 per class (grey: no positives in this set)")
     ax.grid(axis="x", alpha=0.3)
-    return _save_figure(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_pr_curves(
@@ -258,7 +259,7 @@ def plot_pr_curves(
 
     ncols = min(7, n_classes)
     nrows = math.ceil(n_classes / ncols)
-    fig = _new_figure(2.25 * ncols, 2.15 * nrows + 0.6)
+    fig = new_figure(2.25 * ncols, 2.15 * nrows + 0.6)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True)).ravel()
     for c in range(n_classes):
         ax = axes[c]
@@ -292,7 +293,7 @@ def plot_pr_curves(
     key = ("dot: chosen threshold (hollow: nothing predicted at it); "
            "dotted line: prevalence")
     fig.suptitle("Precision-recall per class\n" + textwrap.fill(key, 26 * ncols), fontsize=10)
-    return _save_figure(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_label_counts(
@@ -323,7 +324,7 @@ def plot_label_counts(
     n_true = t.sum(axis=0)
     n_pred = q.sum(axis=0)
 
-    fig = _new_figure(9, 0.32 * n_classes + 1.4)
+    fig = new_figure(9, 0.32 * n_classes + 1.4)
     ax = fig.subplots()
     y = np.arange(n_classes)
     h = 0.4
@@ -341,13 +342,18 @@ def plot_label_counts(
     ax.set_title(f"True vs predicted labels per class ({t.shape[0]} images)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3, which="both")
-    return _save_figure(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 # ----------------------------------------------------------------- report
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table cell's text: 4 decimals, 3 significant digits when tiny or huge, n/a for None/NaN.
+
+    >>> format_value(0.123456), format_value(3), format_value(None), format_value(2e-5)
+    ('0.1235', '3', 'n/a', '2e-05')
+    """
     if value is None:
         return "n/a"
     if isinstance(value, (bool, np.bool_)):
@@ -375,7 +381,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _html_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
+def html_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
+    """An HTML table of escaped text; ``numeric`` columns are right-aligned."""
+
     def cell(tag: str, text: str, num: bool) -> str:
         cls = ' class="num"' if num else ""
         return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
@@ -388,7 +396,7 @@ def _html_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
-_CSS = """
+CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
        max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
@@ -401,6 +409,36 @@ figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 """
+
+
+def figure_html(png: str | os.PathLike[str], caption: str) -> str:
+    """A ``<figure>`` embedding the PNG as a base64 ``data:`` URI, with its caption."""
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    text = html.escape(caption)
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{text}">'
+        f"<figcaption>{text}</figcaption></figure>"
+    )
+
+
+def html_document(title: str, body: list[str], css: str = "") -> str:
+    """A complete self-contained HTML page: ``title`` as heading, then the ``body`` parts.
+
+    ``css`` is added after the report style sheet :data:`CSS`.
+    """
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        f'<head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}{css}</style></head>",
+        "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        *body,
+        "</body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(parts)
 
 
 def write_report(
@@ -468,10 +506,10 @@ def write_report(
         figures.append(("pr_curves", plot_pr_curves(
             y_true, probs, thresholds, fig_dir / "pr_curves.png", class_names=names)))
 
-    summary_rows = [[str(k), _format_value(v)] for k, v in summary.items()]
+    summary_rows = [[str(k), format_value(v)] for k, v in summary.items()]
     columns = [str(c) for c in table.columns]
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-    table_rows = [[_format_value(v) for v in row] for row in table.itertuples(index=False)]
+    table_rows = [[format_value(v) for v in row] for row in table.itertuples(index=False)]
 
     md = [f"# {title}", "", "## Summary", "", _md_table(["key", "value"], summary_rows), ""]
     md += ["## Figures", ""]
@@ -482,30 +520,15 @@ def write_report(
     write_text(out / "report.md", "\n".join(md))
 
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        f'<head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head>",
-        "<body>",
-        f"<h1>{html.escape(title)}</h1>",
         "<h2>Summary</h2>",
-        _html_table(["key", "value"], summary_rows, [False, True]),
+        html_table(["key", "value"], summary_rows, [False, True]),
         "<h2>Figures</h2>",
     ]
-    for key, path in figures:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        caption = html.escape(FIGURES[key])
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-            f"<figcaption>{caption}</figcaption></figure>"
-        )
+    parts += [figure_html(path, FIGURES[key]) for key, path in figures]
     parts += [
         "<h2>Per-class metrics</h2>",
-        _html_table(columns, table_rows, numeric),
-        "</body>",
-        "</html>",
-        "",
+        html_table(columns, table_rows, numeric),
     ]
-    html_path = write_text(out / "report.html", "\n".join(parts))
+    html_path = write_text(out / "report.html", html_document(title, parts))
     log.info("wrote report %s (%d figures)", html_path, len(figures))
     return html_path
