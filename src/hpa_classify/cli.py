@@ -122,6 +122,30 @@ def validate(
 
 
 @app.command()
+def analyze(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html, stats.json, normalization.yaml, figures/.")],
+    images: ImagesOpt = None,
+    max_images: Annotated[int, typer.Option("--max-images", help="Images decoded (at random) for the intensity statistics.")] = 500,
+    min_count: Annotated[int, typer.Option("--min-count", help="Warn about classes with fewer images (20: under 4 per fold in 5-fold CV).")] = 20,
+    per_class: Annotated[int, typer.Option("--per-class", help="Example images per class in the montages.")] = 6,
+    split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")] = "train",
+    seed: Annotated[int, typer.Option(help="Seed of the random choices.")] = 0,
+) -> None:
+    """Analyse a dataset (labels, and images when found) into a self-contained HTML report."""
+    from hpa_classify.analysis.report import analyze as run_analyze
+
+    result = run_analyze(data, out, images=images, prefer=split, max_images=max_images,
+                         min_count=min_count, per_class=per_class, seed=seed, progress=True)
+    source = result.stats["source"]
+    console.print(f"{source['csv']}: {source['n_samples']} samples; analysed in {result.stats['seconds']:.1f} s")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    console.print(f"wrote {result.html} and {result.stats_json}"
+                  + (f"; normalisation: {result.normalization}" if result.normalization else ""))
+
+
+@app.command()
 def train(
     data: DataArg,
     images: ImagesOpt = None,
