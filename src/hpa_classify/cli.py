@@ -195,6 +195,19 @@ def evaluate(
 
 
 @app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: RUN/report).")] = None,
+) -> None:
+    """Regenerate a run's report (curves, per-class F1, PR curves, examples) from its files."""
+    from hpa_classify.evaluate.run import report_run
+    from hpa_classify.runs import open_run
+
+    summary = report_run(open_run(run), out_dir=out)
+    console.print(f"wrote {summary['report']} (macro F1 {summary['macro_f1']:.4f} on the validation split)")
+
+
+@app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
     data: DataArg,

@@ -34,6 +34,7 @@ from hpa_classify.evaluate.metrics import (
     binarize,
     precision_recall_curve,
 )
+from hpa_classify.errors import HPAError
 from hpa_classify.fileio import atomic_path, write_text
 
 if TYPE_CHECKING:
@@ -55,6 +56,15 @@ FIGURES: dict[str, str] = {
     "class_f1": "F1 per class at the chosen thresholds",
     "label_counts": "True and predicted labels per class",
     "pr_curves": "Precision-recall curve per class (dot: chosen threshold)",
+    "examples": "Most confident predictions, right and wrong (RGB composite: red microtubules, "
+    "green protein, blue nucleus, yellow ER added to red and green)",
+}
+
+#: The kinds of example shown in the examples figure, in row order.
+EXAMPLE_KINDS: dict[str, str] = {
+    "right": "right: true label predicted, highest probability",
+    "false_positive": "wrong: label predicted but absent, highest probability",
+    "missed": "wrong: true label missed, lowest probability",
 }
 
 
@@ -345,6 +355,157 @@ def plot_label_counts(
     return save_figure(fig, out_png)
 
 
+def pick_examples(
+    y_true: np.ndarray,
+    preds: np.ndarray,
+    probs: np.ndarray,
+    k: int = 6,
+    usable: np.ndarray | None = None,
+) -> dict[str, list[tuple[int, int, float]]]:
+    """The most confident right and wrong label decisions, one per image per kind.
+
+    Parameters
+    ----------
+    y_true, preds : ndarray, shape (N, C)
+        0/1 labels and the predictions made from ``probs``.
+    probs : ndarray, shape (N, C)
+    k : int
+        Examples per kind.
+    usable : ndarray of bool, shape (N,), optional
+        Images that may be shown (e.g. those whose files are found).
+
+    Returns
+    -------
+    dict
+        For each kind of :data:`EXAMPLE_KINDS`, up to ``k`` tuples
+        ``(row, class, probability)`` from distinct images: ``right`` (a true
+        label predicted, highest probability first), ``false_positive`` (a
+        label predicted but absent, highest first) and ``missed`` (a true label
+        not predicted, lowest first).
+
+    Examples
+    --------
+    >>> y = np.array([[1, 0], [0, 1], [1, 1]])
+    >>> p = np.array([[0.9, 0.8], [0.2, 0.6], [0.1, 0.7]])
+    >>> ex = pick_examples(y, (p >= 0.5).astype(int), p, k=2)
+    >>> ex["right"], ex["false_positive"], ex["missed"]
+    ([(0, 0, 0.9), (2, 1, 0.7)], [(0, 1, 0.8)], [(2, 0, 0.1)])
+    """
+    t = _as_binary_matrix(y_true, "y_true")
+    q = _as_binary_matrix(preds, "preds")
+    p = _as_score_matrix(probs, "probs")
+    _check_same_shape(t, p, "y_true", "probs")
+    ok = np.ones(len(t), bool) if usable is None else np.asarray(usable, bool)
+    masks = {
+        "right": (t == 1) & (q == 1),
+        "false_positive": (t == 0) & (q == 1),
+        "missed": (t == 1) & (q == 0),
+    }
+    out: dict[str, list[tuple[int, int, float]]] = {}
+    for kind, mask in masks.items():
+        rows, cols = np.nonzero(mask & ok[:, None])
+        values = p[rows, cols]
+        order = np.argsort(values if kind == "missed" else -values, kind="stable")
+        seen: set[int] = set()
+        picked: list[tuple[int, int, float]] = []
+        for j in order:
+            r = int(rows[j])
+            if r in seen:
+                continue
+            seen.add(r)
+            picked.append((r, int(cols[j]), round(float(values[j]), 4)))
+            if len(picked) == k:
+                break
+        out[kind] = picked
+    return out
+
+
+def plot_prediction_examples(
+    ids: list[str],
+    y_true: np.ndarray,
+    preds: np.ndarray,
+    probs: np.ndarray,
+    image_files: Mapping[str, Mapping[str, str | os.PathLike[str]]],
+    out_png: str | os.PathLike[str],
+    k: int = 6,
+    tile: int = 160,
+    class_names: list[str] | None = None,
+) -> Path | None:
+    """Images with their predictions: rows of the most confident right and wrong decisions.
+
+    Each tile is an RGB composite (see :func:`hpa_classify.analysis.plots.composite_rgb`)
+    titled with the decision, the class and its probability, and the image's
+    true and predicted class ids. Chosen by :func:`pick_examples`.
+
+    Parameters
+    ----------
+    ids : list of str
+        Image Ids, one per row of the matrices.
+    y_true, preds, probs : ndarray, shape (N, C)
+    image_files : mapping
+        Id -> channel -> file; images not in it are not shown.
+    out_png : path-like
+    k : int
+        Tiles per row.
+    tile : int
+        Side of each image, px.
+    class_names : list of str, optional
+
+    Returns
+    -------
+    pathlib.Path or None
+        None (nothing written) when no image can be shown.
+    """
+    from hpa_classify.analysis.plots import composite_rgb
+    from hpa_classify.data.io import load_sample
+
+    t = _as_binary_matrix(y_true, "y_true")
+    q = _as_binary_matrix(preds, "preds")
+    names = _class_names(t.shape[1], class_names)
+    usable = np.array([len(image_files.get(i, {})) == 4 for i in ids], bool)
+    chosen = pick_examples(t, q, probs, k, usable)
+    if not any(chosen.values()):
+        log.info("no example images: none of the %d images' files were found", len(ids))
+        return None
+    ncols = max(len(v) for v in chosen.values())
+    fig = new_figure(2.0 * ncols + 1.2, 2.55 * len(chosen))
+    axes = np.atleast_2d(fig.subplots(len(chosen), ncols, squeeze=False))
+    for r, (kind, picked) in enumerate(chosen.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel("\n".join(textwrap.wrap(EXAMPLE_KINDS[kind], 22)), fontsize=8)
+            if c >= len(picked):
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                if c == 0:
+                    ax.text(0.5, 0.5, "none", ha="center", va="center", color="grey",
+                            transform=ax.transAxes)
+                continue
+            row, cls, prob = picked[c]
+            try:
+                image = load_sample(image_files[ids[row]], size=tile)
+            except HPAError as exc:
+                log.warning("example image %s not shown: %s", ids[row], exc)
+                continue
+            ax.imshow(composite_rgb(image), interpolation="antialiased")
+            color = "#2a7d2a" if kind == "right" else _VAL_COLOR
+            true_ids = " ".join(str(x) for x in np.flatnonzero(t[row]))
+            pred_ids = " ".join(str(x) for x in np.flatnonzero(q[row]))
+            ax.set_title(
+                f"{textwrap.shorten(f'{cls} {names[cls]}', 26, placeholder=' …')} p={prob:.2f}\n"
+                f"true {true_ids or '-'} | pred {pred_ids or '-'}\n{ids[row][:18]}",
+                fontsize=6.5, color=color,
+            )
+            for side in ax.spines.values():
+                side.set_edgecolor(color)
+                side.set_linewidth(2)
+    fig.suptitle("Most confident predictions, right and wrong", fontsize=10)
+    return save_figure(fig, out_png)
+
+
 # ----------------------------------------------------------------- report
 
 
@@ -451,6 +612,8 @@ def write_report(
     metrics_csv: str | os.PathLike[str] | None = None,
     title: str = "Evaluation report",
     at_least_one: bool = True,
+    ids: list[str] | None = None,
+    image_files: Mapping[str, Mapping[str, str | os.PathLike[str]]] | None = None,
 ) -> Path:
     """Write ``report.html`` and ``report.md`` with summary, figures and per-class table.
 
@@ -476,6 +639,11 @@ def write_report(
     at_least_one : bool, default True
         Apply the top-1 fallback when counting predicted labels (match the
         setting the table was made with).
+    ids : list of str, optional
+        Image Ids, one per row of ``y_true``; with ``image_files`` they add the
+        figure of example images with their predictions.
+    image_files : mapping, optional
+        Id -> channel -> file of those images.
 
     Returns
     -------
@@ -505,6 +673,12 @@ def write_report(
             y_true, preds, fig_dir / "label_counts.png", class_names=names)))
         figures.append(("pr_curves", plot_pr_curves(
             y_true, probs, thresholds, fig_dir / "pr_curves.png", class_names=names)))
+        if ids is not None and image_files is not None:
+            examples = plot_prediction_examples(
+                list(ids), y_true, preds, probs, image_files, fig_dir / "examples.png",
+                class_names=names)
+            if examples is not None:
+                figures.append(("examples", examples))
 
     summary_rows = [[str(k), format_value(v)] for k, v in summary.items()]
     columns = [str(c) for c in table.columns]

@@ -10,7 +10,7 @@ import numpy as np
 
 from hpa_classify.classes import to_multihot
 from hpa_classify.data.layout import Dataset
-from hpa_classify.errors import DataError
+from hpa_classify.errors import DataError, HPAError, RunError
 from hpa_classify.evaluate.metrics import binarize, class_table, macro_f1
 from hpa_classify.evaluate.report import write_report
 from hpa_classify.evaluate.thresholds import (
@@ -45,19 +45,50 @@ def _score(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> tup
     return macro_f1(y_true, preds), fallback
 
 
+def run_image_files(run: Run) -> dict[str, dict[str, Path]] | None:
+    """Id -> channel -> file of the data a run was trained on (from ``env.json``), if still there."""
+    from hpa_classify.data.layout import load_dataset
+
+    try:
+        data = (read_json(run.path / "env.json") or {}).get("data") or {}
+        if not data.get("csv") or not data.get("image_dir"):
+            return None
+        ds = load_dataset(data["csv"], images=data["image_dir"])
+    except HPAError as exc:
+        log.warning("no example images in the report: %s", exc)
+        return None
+    return dict(zip(ds.ids, ds.files))
+
+
+def report_run(run: Run, out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Regenerate a run's validation report from its files, with its saved thresholds.
+
+    Reads ``val_probs.csv``, ``thresholds.json``, ``metrics.csv`` and the
+    training images named in ``env.json``; nothing is retrained or retuned.
+    The report goes to ``<run>/report`` unless ``out_dir`` is given.
+    """
+    if not run.val_probs_path.is_file():
+        raise RunError(f"{run.val_probs_path}: not found (did training finish?)")
+    if not run.thresholds_path.is_file():
+        raise RunError(f"{run.thresholds_path}: not found; run 'hpa evaluate {run.path}' first")
+    return evaluate_run(run, out_dir=out_dir, progress=progress, retune=False)
+
+
 def evaluate_run(
     run: Run,
     data: Dataset | None = None,
     out_dir: Path | None = None,
     tta: int | None = None,
     progress: bool = True,
+    retune: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``run`` and write thresholds and a report.
 
     Without ``data``: thresholds are chosen on the validation probabilities
     (``val_probs.csv``) by the configured method and saved as
-    ``thresholds.json``; the report goes to ``<run>/report``. The tuned score
-    is optimistic, since thresholds and score share the same images.
+    ``thresholds.json`` (with ``retune=False`` the saved ones are used as they
+    are); the report goes to ``<run>/report``. The tuned score is optimistic,
+    since thresholds and score share the same images.
 
     With labelled ``data``: the run's model predicts it (TTA as configured)
     and is scored with the saved thresholds; the report goes to
@@ -77,9 +108,13 @@ def evaluate_run(
     baseline_thr = choose_thresholds(method, y_val, prior_val, prior, cfg.evaluate.fixed_threshold)
 
     if data is None:
-        thresholds = choose_thresholds(method, y_val, val_probs, prior, cfg.evaluate.fixed_threshold)
-        save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": "validation split"})
+        if retune:
+            thresholds = choose_thresholds(method, y_val, val_probs, prior, cfg.evaluate.fixed_threshold)
+            save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": "validation split"})
+        else:
+            thresholds = load_thresholds(run.thresholds_path)
         y_true, probs, split = y_val, val_probs, "validation (thresholds tuned here: optimistic)"
+        ids, image_files = val_ids, run_image_files(run)
         out_dir = out_dir or run.path / "report"
         metrics_csv = run.path / "metrics.csv"
     else:
@@ -91,6 +126,7 @@ def evaluate_run(
         model = load_model(run)
         probs = predict_probs(model, data, cfg, tta=tta or cfg.predict.tta, progress=progress)
         y_true = to_multihot(data.labels)
+        ids, image_files = data.ids, dict(zip(data.ids, data.files))
         split = f"{data.csv_path} (held out; thresholds from the validation split)"
         out_dir = out_dir or run.path / f"eval-{data.csv_path.stem}"
         metrics_csv = None
@@ -129,6 +165,8 @@ def evaluate_run(
         thresholds=thresholds,
         metrics_csv=metrics_csv if metrics_csv is not None and metrics_csv.is_file() else None,
         title=f"{cfg.name}: evaluation",
+        ids=ids,
+        image_files=image_files,
     )
     summary["report"] = str(html)
     return summary
