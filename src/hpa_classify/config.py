@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hpa_classify.classes import DEFAULT_MEAN, DEFAULT_STD
+from hpa_classify.classes import CHANNELS, DEFAULT_MEAN, DEFAULT_STD
 from hpa_classify.errors import ConfigError
 from hpa_classify.fileio import write_text
 
@@ -43,6 +43,19 @@ class DataConfig(_Strict):
     mean: tuple[float, float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float, float] = DEFAULT_STD
     skip_invalid: bool = False
+    channels: tuple[Literal["red", "green", "blue", "yellow"], ...] = Field(
+        CHANNELS,  # type: ignore[arg-type]
+        description="channels fed to the model, by name; e.g. [red, green, blue] drops yellow",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct_channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one channel is needed")
+        if len(set(v)) != len(v):
+            raise ValueError(f"each channel at most once, got {list(v)}")
+        return v
 
     @field_validator("std")
     @classmethod
@@ -106,6 +119,9 @@ class EvaluateConfig(_Strict):
 
     threshold_method: Literal["search", "prior", "fixed"] = "search"
     fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    pr_figures: bool = Field(
+        True, description="per-class precision-recall and label-count figures in reports (slow on a CPU)"
+    )
 
 
 class PredictConfig(_Strict):

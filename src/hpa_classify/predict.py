@@ -57,7 +57,7 @@ def predict_probs(
     use_cuda = device.type == "cuda"
     if use_cuda and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ds = HPADataset(data, cfg.data.size, cfg.data.mean, cfg.data.std, None)
+    ds = HPADataset(data, cfg.data.size, cfg.data.mean, cfg.data.std, None, cfg.data.channels)
     loader = make_loader(
         ds,
         batch_size or cfg.predict.batch_size,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hpa_classify.classes import to_multihot
+from hpa_classify.classes import CHANNELS, to_multihot
 from hpa_classify.config import AugmentConfig, DataConfig
 from hpa_classify.data.io import load_sample
 from hpa_classify.data.layout import Dataset
@@ -39,10 +39,12 @@ def build_augment(cfg: AugmentConfig, size: int) -> A.Compose | None:
 
 
 class HPADataset(torch.utils.data.Dataset):
-    """One item per sample: a normalised float32 ``(4, S, S)`` tensor and its targets.
+    """One item per sample: a normalised float32 ``(C, S, S)`` tensor and its targets.
 
     Items are ``(image, target)`` where target is the 28-long multi-hot vector,
-    or all zeros for an unlabelled set.
+    or all zeros for an unlabelled set. ``channels`` names the model's inputs
+    in order (default all four); ``mean`` and ``std`` are always given for the
+    four channels in :data:`~hpa_classify.classes.CHANNELS` order.
     """
 
     def __init__(
@@ -52,12 +54,14 @@ class HPADataset(torch.utils.data.Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         augment: A.Compose | None = None,
+        channels: Sequence[str] = CHANNELS,
     ) -> None:
         self.data = data
         self.size = size
         self.augment = augment
-        self.mean = np.asarray(mean, np.float32).reshape(4, 1, 1) * 255.0
-        self.std = np.asarray(std, np.float32).reshape(4, 1, 1) * 255.0
+        self.channel_index = [CHANNELS.index(c) for c in channels]
+        self.mean = np.asarray(mean, np.float32)[self.channel_index].reshape(-1, 1, 1) * 255.0
+        self.std = np.asarray(std, np.float32)[self.channel_index].reshape(-1, 1, 1) * 255.0
         n = len(data)
         self.targets = to_multihot(data.labels) if data.labels is not None else np.zeros((n, 28), np.float32)
 
@@ -70,6 +74,8 @@ class HPADataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.read(index)
+        if len(self.channel_index) != len(CHANNELS):
+            image = image[self.channel_index]
         if self.augment is not None:
             hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
             image = self.augment(image=hwc)["image"].transpose(2, 0, 1)
@@ -100,8 +106,10 @@ class HPADataModule(L.LightningDataModule):
         super().__init__()
         self.cfg = data_cfg
         augment = build_augment(augment_cfg, data_cfg.size)
-        self.train_set = HPADataset(train, data_cfg.size, data_cfg.mean, data_cfg.std, augment)
-        self.val_set = HPADataset(val, data_cfg.size, data_cfg.mean, data_cfg.std, None)
+        self.train_set = HPADataset(
+            train, data_cfg.size, data_cfg.mean, data_cfg.std, augment, data_cfg.channels
+        )
+        self.val_set = HPADataset(val, data_cfg.size, data_cfg.mean, data_cfg.std, None, data_cfg.channels)
 
     def train_dataloader(self) -> DataLoader:
         drop = len(self.train_set) > self.cfg.batch_size

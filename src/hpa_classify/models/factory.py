@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Sequence
 
 import timm
 import torch
@@ -43,6 +44,32 @@ def grow_stem(weight: torch.Tensor, in_chans: int, init: str = "red") -> torch.T
     return torch.cat([weight] + [extra] * (in_chans - 3), dim=1)
 
 
+def stem_for_channels(weight: torch.Tensor, channels: Sequence[str], init: str = "red") -> torch.Tensor:
+    """Pick a pretrained RGB stem's filters ``(O, 3, k, k)`` for the named input ``channels``.
+
+    Red, green and blue keep their own ImageNet filters, wherever they stand
+    in ``channels``; yellow starts as :func:`grow_stem` starts a fourth
+    channel (``init``). A stem that already has ``len(channels)`` inputs (a
+    checkpoint of this package) is returned unchanged.
+
+    >>> w = torch.randn(8, 3, 3, 3)
+    >>> bool(torch.equal(stem_for_channels(w, ["red", "green", "blue"]), w))
+    True
+    >>> bool(torch.equal(stem_for_channels(w, ["red", "green", "blue", "yellow"]), grow_stem(w, 4)))
+    True
+    >>> stem_for_channels(w, ["green", "yellow"], "blue").shape
+    torch.Size([8, 2, 3, 3])
+    """
+    if weight.shape[1] == len(channels) and weight.shape[1] != 3:
+        return weight
+    if weight.shape[1] != 3:
+        raise ConfigError(f"cannot adapt a stem with {weight.shape[1]} inputs to channels {list(channels)}")
+    extra = grow_stem(weight, 4, init)[:, 3:4]
+    rgb = CHANNELS[:3]
+    planes = [weight[:, rgb.index(c) : rgb.index(c) + 1] if c in rgb else extra for c in channels]
+    return torch.cat(planes, dim=1)
+
+
 def _create(name: str, **kwargs: object) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=False, **kwargs)
@@ -61,6 +88,7 @@ def build_model(
     num_classes: int = NUM_CLASSES,
     drop_rate: float = 0.0,
     fourth_channel_init: str = "red",
+    channels: Sequence[str] | None = None,
 ) -> nn.Module:
     """Build timm architecture ``name`` with ``in_chans`` inputs and ``num_classes`` outputs.
 
@@ -71,6 +99,9 @@ def build_model(
         (see :mod:`hpa_classify.models.weights`). The ImageNet stem is grown to
         ``in_chans`` channels with :func:`grow_stem`; the classifier is new
         unless ``num_classes`` is 1000.
+    channels : sequence of str, optional
+        The input channels by name (``data.channels``); when given, it sets
+        ``in_chans`` and the stem is built by :func:`stem_for_channels`.
 
     Examples
     --------
@@ -78,6 +109,8 @@ def build_model(
     >>> m(torch.zeros(1, 4, 64, 64)).shape
     torch.Size([1, 28])
     """
+    if channels is not None:
+        in_chans = len(channels)
     model = _create(name, in_chans=in_chans, num_classes=num_classes, drop_rate=drop_rate)
     model.pretrained_source = "none"  # type: ignore[assignment]
     if pretrained == "none":
@@ -89,7 +122,10 @@ def build_model(
     for conv in firsts:
         key = f"{conv}.weight"
         if key in state:
-            state[key] = grow_stem(state[key], in_chans, fourth_channel_init)
+            if channels is not None:
+                state[key] = stem_for_channels(state[key], channels, fourth_channel_init)
+            else:
+                state[key] = grow_stem(state[key], in_chans, fourth_channel_init)
     own = model.state_dict()
     dropped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     for k in dropped:

@@ -83,6 +83,7 @@ def train(
         cfg.model.pretrained,
         drop_rate=cfg.model.drop_rate,
         fourth_channel_init=cfg.model.fourth_channel_init,
+        channels=cfg.data.channels,
     )
     prepare_run_dir(run_dir, force)
     save_config(cfg, run_dir / "config.yaml")
