@@ -184,7 +184,7 @@ def plot_cooccurrence(stats: LabelStats, out_png: str | os.PathLike[str]) -> Pat
     counts = stats.cooccurrence.astype(np.float64)
     cond = stats.conditional()
     np.fill_diagonal(cond, np.nan)
-    fig = new_figure(17, 7.4)
+    fig = new_figure(17, 6.6)
     left, right = fig.subplots(1, 2)
     shown = np.where(counts > 0, counts, np.nan)
     vmax = max(float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0, 1.0)
@@ -270,8 +270,11 @@ def plot_montage(
     tiles = [img for _, images in rows for img in images]
     tile = tiles[0].shape[0] if tiles else 32
     grid = mosaic([list(images)[:columns] for _, images in rows], columns, tile)
-    label_px, title_px, pad = 260, 40, 8
-    h_px, w_px = grid.shape[0] + title_px + pad, grid.shape[1] + label_px + pad
+    label_px, pad = 260, 8
+    w_px = grid.shape[1] + label_px + pad
+    lines = textwrap.wrap(title, max(30, w_px // 9))
+    title_px = 14 + 16 * len(lines)
+    h_px = grid.shape[0] + title_px + pad
     fig = new_figure(w_px / DPI, h_px / DPI)
     fig.set_layout_engine("none")
     ax = fig.add_axes((label_px / w_px, pad / h_px, grid.shape[1] / w_px, grid.shape[0] / h_px))
@@ -283,5 +286,5 @@ def plot_montage(
     for side in ax.spines.values():
         side.set_visible(False)
     ax.tick_params(length=0)
-    fig.text(0.5, 1 - 6 / h_px, title, ha="center", va="top", fontsize=10)
+    fig.text(0.5, 1 - 6 / h_px, "\n".join(lines), ha="center", va="top", fontsize=10)
     return save_figure(fig, out_png)
