@@ -1,0 +1,60 @@
+"""The quality benchmark's smoke mode: every ablation row, scores in [0, 1], files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import hpa
+from hpa_classify.bench import ABLATIONS, markdown_table, parse_seeds, with_changes, QUICK
+from hpa_classify.errors import ConfigError
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("recipe", "---"):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_quick_benchmark_prints_every_ablation(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    result = hpa("bench", "quality", "--quick", "--threads", "1", "-o", out, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = _table_rows(result.stdout)
+    assert set(rows) == {a.name for a in ABLATIONS}
+    for name, cells in rows.items():
+        f1 = float(cells[3].split()[0])
+        assert 0.0 <= f1 <= 1.0, (name, cells)
+    runs = pd.read_csv(out / "results.csv")
+    assert set(runs["ablation"]) == {a.name for a in ABLATIONS}
+    assert runs["macro_f1"].between(0, 1).all()
+    md = (out / "quality.md").read_text()
+    assert "hpa bench quality --quick" in md and "Wall time" in md
+    assert _table_rows(md).keys() == rows.keys()
+
+
+def test_table_verdict_uses_the_larger_spread() -> None:
+    runs = pd.DataFrame({
+        "ablation": ["default"] * 3 + ["random init"] * 3 + ["focal loss"],
+        "seed": [0, 1, 2, 0, 1, 2, 0],
+        "macro_f1": [0.50, 0.52, 0.54, 0.30, 0.32, 0.34, 0.51],
+    })
+    rows = _table_rows(markdown_table(runs))
+    assert rows["default"][3] == "0.520 ± 0.020"
+    assert rows["random init"][5] == "+0.200" and rows["random init"][6].startswith("yes")
+    assert rows["focal loss"][3] == "0.510 (one seed)" and rows["focal loss"][6].startswith("no")
+    assert "RGB only" not in rows  # rows without runs are left out
+
+
+def test_seed_and_epoch_changes_are_checked() -> None:
+    assert with_changes(QUICK, epochs=2, seeds="3,4").seeds == (3, 4)
+    for bad in ("", "a,b", "1,1"):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
+    with pytest.raises(ConfigError):
+        with_changes(QUICK, epochs=0)
