@@ -20,13 +20,53 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from hpa_classify.classes import CHANNELS, DEFAULT_MEAN, DEFAULT_STD
 from hpa_classify.errors import ConfigError
 from hpa_classify.fileio import write_text
 
 PRESET_DIR = Path(__file__).parent / "configs"
+
+#: Losses ``train.loss`` may name (see :mod:`hpa_classify.train.losses`).
+LOSS_NAMES = ("bce", "focal", "lovasz", "soft_f1")
+
+
+def loss_terms(spec: str | dict[str, float]) -> dict[str, float]:
+    """The losses and weights of a ``train.loss`` value.
+
+    A name, names joined by ``+`` (weight 1 each) or a mapping name -> weight.
+
+    >>> loss_terms("focal+lovasz")
+    {'focal': 1.0, 'lovasz': 1.0}
+    >>> loss_terms({"focal": 1, "lovasz": 0.5})
+    {'focal': 1.0, 'lovasz': 0.5}
+    >>> loss_terms("focal+dice")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown loss 'dice' (bce, focal, lovasz, soft_f1)
+    """
+    if isinstance(spec, str):
+        names = [n.strip() for n in spec.split("+")]
+        if any(not n for n in names):
+            raise ValueError(f"'{spec}' has an empty term; write e.g. focal+lovasz")
+        if len(set(names)) != len(names):
+            raise ValueError(f"'{spec}' names a loss twice")
+        terms = {n: 1.0 for n in names}
+    elif isinstance(spec, dict):
+        if not spec:
+            raise ValueError("the mapping of losses to weights is empty")
+        terms = {}
+        for name, weight in spec.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise ValueError(f"the weight of '{name}' must be a number > 0, got {weight!r}")
+            terms[str(name)] = float(weight)
+    else:
+        raise ValueError(f"must be a loss name or a mapping of losses to weights, got {spec!r}")
+    for name in terms:
+        if name not in LOSS_NAMES:
+            raise ValueError(f"unknown loss '{name}' ({', '.join(LOSS_NAMES)})")
+    return terms
 
 
 class _Strict(BaseModel):
@@ -37,6 +77,12 @@ class DataConfig(_Strict):
     """How samples are read and batched."""
 
     size: int = Field(512, ge=32, le=4096, description="side of the square model input, px")
+    crop: int | None = Field(
+        None,
+        ge=16,
+        description="train on random crops of this side from the image resized to data.size; "
+        "validate and predict on the whole image (none: no crop)",
+    )
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     batch_size: int = Field(32, ge=1)
     num_workers: int = Field(2, ge=0)
@@ -55,6 +101,14 @@ class DataConfig(_Strict):
             raise ValueError("at least one channel is needed")
         if len(set(v)) != len(v):
             raise ValueError(f"each channel at most once, got {list(v)}")
+        return v
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_fits(cls, v: int | None, info: ValidationInfo) -> int | None:
+        size = info.data.get("size")
+        if v is not None and size is not None and v > size:
+            raise ValueError(f"crop {v} is larger than data.size {size}")
         return v
 
     @field_validator("std")
@@ -93,6 +147,11 @@ class ModelConfig(_Strict):
     )
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
     fourth_channel_init: Literal["red", "green", "blue", "mean", "zero"] = "red"
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax"] | None = Field(
+        None,
+        description="timm global pooling; catavgmax concatenates average and max pooling "
+        "(none: the architecture's default)",
+    )
 
 
 class TrainConfig(_Strict):
@@ -103,7 +162,10 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)
     scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
-    loss: Literal["bce", "focal"] = "bce"
+    loss: str | dict[str, float] = Field(
+        "bce",
+        description="bce | focal | lovasz | soft_f1, a sum like focal+lovasz, or {focal: 1.0, lovasz: 0.5}",
+    )
     focal_gamma: float = Field(2.0, ge=0)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     accelerator: str = "auto"
@@ -112,6 +174,12 @@ class TrainConfig(_Strict):
     compile: bool = False
     deterministic: bool = False
     limit_train_batches: float | int | None = None
+
+    @field_validator("loss")
+    @classmethod
+    def _known_losses(cls, v: str | dict[str, float]) -> str | dict[str, float]:
+        loss_terms(v)
+        return v
 
 
 class EvaluateConfig(_Strict):
@@ -171,11 +239,26 @@ def _check_keys(tree: dict[str, Any], model: type[BaseModel], prefix: str = "") 
             _check_keys(value, ann, prefix + key + ".")
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def _section(model: type[BaseModel] | None, key: str) -> type[BaseModel] | None:
+    field = model.model_fields.get(key) if model is not None else None
+    ann = field.annotation if field is not None else None
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _merge(
+    base: dict[str, Any], update: dict[str, Any], model: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """``update`` over ``base``: config sections merge key by key, other values replace.
+
+    A mapping that is a value (``train.loss: {focal: 1, lovasz: 1}``) replaces
+    the one below it as a whole, so an override never mixes two loss recipes.
+    """
+    model = model or Config
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        section = _section(model, key)
+        if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, section)
         else:
             out[key] = value
     return out
@@ -298,6 +381,28 @@ def load_config(
     for text in overrides or []:
         override_tree = _merge(override_tree, parse_override(text))
     return _validate(_merge(tree, override_tree), origin, override_tree)
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """Every key of ``cfg`` as a dotted name with its value (mappings as values stay whole).
+
+    >>> flat = flat_config(load_config(None, ["train.loss=focal+lovasz"]))
+    >>> flat["train.loss"], flat["model.name"]
+    ('focal+lovasz', 'tf_efficientnet_lite0')
+    """
+
+    def walk(node: BaseModel, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if isinstance(value, BaseModel):
+                out.update(walk(value, f"{prefix}{name}."))
+            else:
+                out[f"{prefix}{name}"] = value
+        return out
+
+    flat = walk(cfg, "")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -85,7 +85,9 @@ def load_model(run: Run, device: str | torch.device = "cpu") -> nn.Module:
         raise RunError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}); is it truncated?") from None
     state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     m = run.cfg.model
-    model = build_model(m.name, "none", drop_rate=m.drop_rate, channels=run.cfg.data.channels)
+    model = build_model(
+        m.name, "none", drop_rate=m.drop_rate, channels=run.cfg.data.channels, global_pool=m.global_pool
+    )
     model.load_state_dict(state)
     return model.to(device).eval()
 

@@ -19,11 +19,19 @@ from hpa_classify.data.layout import Dataset
 log = logging.getLogger(__name__)
 
 
-def build_augment(cfg: AugmentConfig, size: int) -> A.Compose | None:
-    """The training augmentations; all of them act on the 4 channels together."""
-    if not cfg.enabled:
-        return None
+def build_augment(cfg: AugmentConfig, size: int, crop: int | None = None) -> A.Compose | None:
+    """The training augmentations; all of them act on the 4 channels together.
+
+    With ``crop`` (``data.crop``), every training image is first cut to a
+    random ``crop`` x ``crop`` window of the ``size`` x ``size`` image, even
+    when the other augmentations are off.
+    """
     steps: list[A.BasicTransform] = []
+    if crop is not None and crop < size:
+        steps.append(A.RandomCrop(height=crop, width=crop))
+        size = crop
+    if not cfg.enabled:
+        return A.Compose(steps) if steps else None
     if cfg.hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     if cfg.vflip:
@@ -105,7 +113,7 @@ class HPADataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.cfg = data_cfg
-        augment = build_augment(augment_cfg, data_cfg.size)
+        augment = build_augment(augment_cfg, data_cfg.size, data_cfg.crop)
         self.train_set = HPADataset(
             train, data_cfg.size, data_cfg.mean, data_cfg.std, augment, data_cfg.channels
         )

@@ -89,6 +89,7 @@ def build_model(
     drop_rate: float = 0.0,
     fourth_channel_init: str = "red",
     channels: Sequence[str] | None = None,
+    global_pool: str | None = None,
 ) -> nn.Module:
     """Build timm architecture ``name`` with ``in_chans`` inputs and ``num_classes`` outputs.
 
@@ -102,6 +103,9 @@ def build_model(
     channels : sequence of str, optional
         The input channels by name (``data.channels``); when given, it sets
         ``in_chans`` and the stem is built by :func:`stem_for_channels`.
+    global_pool : str, optional
+        timm's pooling before the classifier (``avg``, ``max``, ``avgmax``,
+        ``catavgmax``); None keeps the architecture's default.
 
     Examples
     --------
@@ -111,7 +115,8 @@ def build_model(
     """
     if channels is not None:
         in_chans = len(channels)
-    model = _create(name, in_chans=in_chans, num_classes=num_classes, drop_rate=drop_rate)
+    extra: dict[str, object] = {} if global_pool is None else {"global_pool": global_pool}
+    model = _create(name, in_chans=in_chans, num_classes=num_classes, drop_rate=drop_rate, **extra)
     model.pretrained_source = "none"  # type: ignore[assignment]
     if pretrained == "none":
         return model

@@ -84,6 +84,7 @@ def train(
         drop_rate=cfg.model.drop_rate,
         fourth_channel_init=cfg.model.fourth_channel_init,
         channels=cfg.data.channels,
+        global_pool=cfg.model.global_pool,
     )
     prepare_run_dir(run_dir, force)
     save_config(cfg, run_dir / "config.yaml")
