@@ -170,6 +170,7 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     accelerator: str = "auto"
     devices: int | str = 1
+    num_nodes: int = Field(1, ge=1, description="machines of a distributed run (torchrun or SLURM start the processes)")
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = False

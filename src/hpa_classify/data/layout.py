@@ -24,8 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hpa_classify.classes import CHANNELS, parse_target
-from hpa_classify.data.io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, read_channel
+from hpa_classify.data.io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, load_sample, read_channel
 from hpa_classify.errors import DataError, summarize_ids
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,14 @@ class Dataset:
     @property
     def has_labels(self) -> bool:
         return self.labels is not None
+
+    def read(self, index: int, size: int | None = None) -> np.ndarray:
+        """The uint8 ``(4, H, W)`` sample at ``index``, resized to ``size`` if given.
+
+        The one place samples are read from; a packed cache
+        (:class:`~hpa_classify.data.pack.PackedDataset`) reads its memory map instead.
+        """
+        return load_sample(self.files[index], size)
 
     def subset(self, index: Iterable[int]) -> Dataset:
         """A new Dataset holding only the samples at ``index`` (in that order)."""

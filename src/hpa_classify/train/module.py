@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import lightning as L
 import numpy as np
@@ -63,11 +64,12 @@ class HPAModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         with torch.no_grad():
             pred = (logits.float() > 0).float()
-            tp = (pred * y).sum(0).cpu()
-            fp = (pred * (1 - y)).sum(0).cpu()
-            fn = ((1 - pred) * y).sum(0).cpu()
-            self._train_counts += torch.stack([tp, fp, fn])
-        self._train_loss_sum += float(loss.detach()) * len(x)
+            tp = (pred * y).sum(0)
+            fp = (pred * (1 - y)).sum(0)
+            fn = ((1 - pred) * y).sum(0)
+            # summed on the device: reading them back every step would wait for the GPU
+            self._train_counts = self._train_counts.to(tp.device) + torch.stack([tp, fp, fn])
+            self._train_loss_sum = self._train_loss_sum + loss.detach().float() * len(x)
         self._train_n += len(x)
         return loss
 
@@ -77,10 +79,10 @@ class HPAModule(L.LightningModule):
     def finish_epoch(self) -> dict[str, float]:
         """Record and return this epoch's row of ``metrics.csv`` (after validation ran)."""
         seconds = time.perf_counter() - self._epoch_start
-        tp, fp, fn = self._train_counts
+        tp, fp, fn = self._train_counts.cpu()
         row = {
             "epoch": self.current_epoch + 1,
-            "train_loss": self._train_loss_sum / max(self._train_n, 1),
+            "train_loss": float(self._train_loss_sum) / max(self._train_n, 1),
             "train_f1": _f1_from_counts(tp, fp, fn),
             "val_loss": self.last_val.get("val_loss", math.nan),
             "val_f1": self.last_val.get("val_f1", math.nan),
@@ -104,13 +106,22 @@ class HPAModule(L.LightningModule):
             return
         probs = torch.cat(self._val_probs)
         y = torch.cat(self._val_targets)
+        loss_sum = torch.tensor(float(np.sum(self._val_loss)))
+        if self.trainer.world_size > 1:
+            # each process saw its shard: score the whole validation set on every process,
+            # so that all agree on val_f1 and on which checkpoint is best
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+                probs, y, loss_sum = (self.all_gather(t.to(self.device)).cpu() for t in (probs, y, loss_sum))
+            probs, y, loss_sum = probs.reshape(-1, probs.shape[-1]), y.reshape(-1, y.shape[-1]), loss_sum.sum()
         pred = (probs > 0.5).float()
         tp, fp, fn = (pred * y).sum(0), (pred * (1 - y)).sum(0), ((1 - pred) * y).sum(0)
         val_f1 = _f1_from_counts(tp, fp, fn)
-        val_loss = float(np.sum(self._val_loss) / len(y))
+        val_loss = float(loss_sum) / len(y)
         self.last_val = {"val_loss": val_loss, "val_f1": val_f1}
-        self.log("val_f1", val_f1, prog_bar=True)
-        self.log("val_loss", val_loss, prog_bar=True)
+        # the same on every process already; sync_dist keeps Lightning from asking for it
+        self.log("val_f1", val_f1, prog_bar=True, sync_dist=True)
+        self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
         self._val_probs.clear()
         self._val_targets.clear()
         self._val_loss.clear()
