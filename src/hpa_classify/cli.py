@@ -29,6 +29,16 @@ _state = {"debug": False}
 DataArg = Annotated[Path, typer.Argument(help="Kaggle root (train.csv + train/, or sample_submission.csv + test/) or a CSV path.")]
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Image folder (default: beside the CSV, or train/ / test/).")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Leave out invalid samples (listed in the run) instead of stopping.")]
+DevicesOpt = Annotated[Optional[str], typer.Option("--devices", help="Devices (processes) per machine: a number, 'auto' or a list like 0,1; several run DDP.")]
+NodesOpt = Annotated[Optional[int], typer.Option("--num-nodes", min=1, help="Machines of a distributed job (started by torchrun or SLURM).")]
+
+
+def _devices(text: Optional[str]) -> int | str:
+    """``--devices`` as Lightning takes it: a count, or 'auto' / a device list as given."""
+    if text is None:
+        return 1
+    return int(text) if text.strip().isdigit() else text.strip()
+
 
 
 @app.callback()
@@ -58,6 +68,12 @@ def _quiet_lightning() -> None:
 
 def _load(data: Path, images: Optional[Path], prefer: str, skip_invalid: bool, require_labels: bool = False):
     from hpa_classify.data.layout import checked, load_dataset
+    from hpa_classify.data.pack import is_pack, open_pack
+
+    if is_pack(data):  # a cache made by 'hpa pack': validated when it was packed
+        ds = open_pack(data, require_labels=require_labels)
+        _quiet_lightning()
+        return ds
 
     _quiet_lightning()
 
@@ -122,6 +138,40 @@ def validate(
 
 
 @app.command()
+def pack(
+    data: Annotated[Path, typer.Argument(help="Dataset to pack (as for 'hpa train'); with --verify, the pack folder.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Pack folder to write (resumes an unfinished one).")] = None,
+    size: Annotated[int, typer.Option(help="Side every image is resized to, px (use the data.size you train at).")] = 512,
+    images: ImagesOpt = None,
+    split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root to pack: train or test.")] = "train",
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+    shard_mb: Annotated[int, typer.Option("--shard-mb", help="Largest shard file, MiB.")] = 1024,
+    force: Annotated[bool, typer.Option("--force", help="Replace a pack of other data or another size in OUT.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Check DATA, a pack folder, against its checksums; write nothing.")] = False,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """Decode and resize a dataset once into memory-mapped uint8 shards, for fast training and prediction."""
+    from hpa_classify.data import pack as pack_mod
+
+    if verify:
+        meta = pack_mod.open_pack(data)
+        bad = pack_mod.verify_pack(data)
+        if bad:
+            raise HPAError(f"{data}: {len(bad)} shards do not match their checksums: {', '.join(bad)}; pack again with --force")
+        console.print(f"{data}: {len(meta)} samples at {meta.side} px, all {len(meta.shard_files)} shards match their checksums")
+        return
+    if out is None:
+        raise HPAError("hpa pack needs --out/-o, the pack folder to write")
+    ds = _load(data, images, split, skip_invalid)
+    t0 = time.perf_counter()
+    s = pack_mod.pack(ds, out, size=size, workers=workers, shard_bytes=shard_mb << 20, force=force)
+    dt = time.perf_counter() - t0
+    kept = f", {s.kept_shards} kept from an earlier run" if s.kept_shards else ""
+    console.print(f"packed {s.n_samples} samples at {s.size} px into {s.root} ({s.n_shards} shards, "
+                  f"{s.bytes / 2**30:.2f} GiB{kept}) in {dt:.1f} s; use it as DATA for 'hpa train' and 'hpa predict'")
+
+
+@app.command()
 def analyze(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html, stats.json, normalization.yaml, figures/.")],
@@ -154,16 +204,23 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<name>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
     skip_invalid: SkipOpt = False,
+    devices: DevicesOpt = None,
+    num_nodes: NodesOpt = None,
 ) -> None:
     """Train a classifier by transfer learning; writes a run directory."""
     from hpa_classify.config import load_config
+    from hpa_classify.distributed import is_global_zero
     from hpa_classify.train.run import train as run_train
 
-    cfg = load_config(config, set_ or [])
+    scale = ([f"train.devices={devices}"] if devices is not None else []) + (
+        [f"train.num_nodes={num_nodes}"] if num_nodes is not None else []
+    )
+    cfg = load_config(config, (set_ or []) + scale)
     run_dir = out or Path("runs") / cfg.name
     ds = _load(data, images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
     run = run_train(cfg, ds, run_dir, force=force)
-    _print_eval(run.path)
+    if is_global_zero():  # the other processes of a distributed run print nothing
+        _print_eval(run.path)
 
 
 def _print_eval(run_dir: Path) -> None:
@@ -216,6 +273,9 @@ def predict(
     tta: Annotated[Optional[int], typer.Option(help="TTA views: flips and 90-degree rotations (1-8).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per batch.")] = None,
     skip_invalid: SkipOpt = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports RUN/model.onnx when needed).")] = "torch",
+    devices: DevicesOpt = None,
+    num_nodes: NodesOpt = None,
 ) -> None:
     """Predict labels into a Kaggle submission; probabilities go beside it."""
     from hpa_classify.predict import predict_run
@@ -224,14 +284,74 @@ def predict(
     r = open_run(run)
     if tta is not None and not 1 <= tta <= 8:
         raise HPAError(f"--tta must be 1-8, got {tta}")
+    if backend not in ("torch", "onnx"):
+        raise HPAError(f"--backend must be torch or onnx, got '{backend}'")
     ds = _load(data, images, "test", skip_invalid)
-    s = predict_run(r, ds, out, tta=tta, batch_size=batch_size)
+    s = predict_run(r, ds, out, tta=tta, batch_size=batch_size, backend=backend,
+                    devices=_devices(devices), num_nodes=num_nodes or 1)
+    if s is None:  # another process of a sharded prediction: rank 0 writes and reports
+        return
     console.print(
         f"wrote {s.submission} ({s.n_images} images, TTA x{s.tta}, {s.mean_labels:.2f} labels per image; "
         f"{s.n_fallback} images took the top-1 fallback) and {s.probabilities}"
     )
     if ds.skipped:
         console.print(f"[yellow]{len({i for i, _ in ds.skipped})} invalid images were left out[/yellow]")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx).")] = None,
+) -> None:
+    """Export a run's model to ONNX (dynamic batch), for onnxruntime on machines without a GPU."""
+    from hpa_classify.export import export_onnx
+    from hpa_classify.runs import open_run
+
+    path = export_onnx(open_run(run), out)
+    console.print(f"wrote {path} (input 'image' N x C x S x S float32, normalised; output 'logits' N x 28)")
+
+
+@app.command()
+def merge(
+    run: Annotated[Path, typer.Argument(help="K-fold run directory whose folds are all trained.")],
+) -> None:
+    """Assemble a K-fold run's out-of-fold probabilities; tune thresholds on them and report."""
+    from hpa_classify.train.kfold import merge_folds
+
+    _quiet_lightning()
+    merge_folds(run)
+    _print_eval(run)
+
+
+def _frame_table(title: str, frame) -> Table:
+    from hpa_classify.compare import format_table
+
+    header, rows = format_table(frame)
+    table = Table(title=title)
+    for k, name in enumerate(header):
+        table.add_column(escape(name), justify="left" if k == 0 else "right")
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    return table
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Finished run directories; deltas are against the first.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.md, compare.csv and curves.png.")] = None,
+) -> None:
+    """Compare runs: config keys that differ, macro F1, per-class F1 deltas, time, images/s."""
+    from hpa_classify import compare as cmp
+
+    frame = cmp.compare_runs(runs)
+    summary = cmp.summary_table(frame).T
+    summary.index.name = "run"
+    console.print(_frame_table("runs (deltas against the first)", summary))
+    console.print(_frame_table("per-class F1 (deltas against the first run)", cmp.class_table(frame)))
+    if out is not None:
+        paths = cmp.write_comparison(runs, out, frame)
+        console.print(f"wrote {paths['markdown']}, {paths['csv']} and {paths['png']}")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from torch import nn
 
 from hpa_classify.classes import NUM_CLASSES, format_target
 from hpa_classify.config import Config
-from hpa_classify.data.dataset import HPADataset, make_loader
+from hpa_classify.data.dataset import HPADataset, make_loader, normalize, scaled_stats
 from hpa_classify.data.layout import Dataset
+from hpa_classify.distributed import is_global_zero, sharded, wants_distributed
+from hpa_classify.errors import HPAError
 from hpa_classify.fileio import write_csv
 from hpa_classify.runs import Run, load_model
 
@@ -57,22 +60,25 @@ def predict_probs(
     use_cuda = device.type == "cuda"
     if use_cuda and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ds = HPADataset(data, cfg.data.size, cfg.data.mean, cfg.data.std, None, cfg.data.channels)
+    ds = HPADataset(
+        data, cfg.data.size, cfg.data.mean, cfg.data.std, None, cfg.data.channels, normalize=False
+    )
+    mean, std = scaled_stats(cfg.data.mean, cfg.data.std, cfg.data.channels)
     loader = make_loader(
         ds,
         batch_size or cfg.predict.batch_size,
         cfg.data.num_workers if num_workers is None else num_workers,
         shuffle=False,
     )
-    out = np.zeros((len(ds), NUM_CLASSES), np.float32)
-    start = 0
+    parts: list[torch.Tensor] = []
+    in_flight: deque[torch.cuda.Event] = deque()
     batches = loader
     if progress:
         from rich.progress import track
 
         batches = track(loader, description=f"predicting {len(ds)} images (TTA x{tta})")
     for x, _ in batches:
-        x = x.to(device, non_blocking=True)
+        x = normalize(x.to(device, non_blocking=True), mean, std)
         acc = torch.zeros(len(x), NUM_CLASSES, device=device)
         for _, view in TTA_VIEWS[:tta]:
             v = view(x)
@@ -80,9 +86,15 @@ def predict_probs(
                 v = v.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
                 acc += torch.sigmoid(model(v).float())
-        out[start : start + len(x)] = (acc / tta).cpu().numpy()
-        start += len(x)
-    return out
+        parts.append(acc / tta)  # kept on the device: no wait for the GPU after every batch
+        if use_cuda:  # but at most two batches ahead of it
+            in_flight.append(torch.cuda.Event())
+            in_flight[-1].record()
+            if len(in_flight) > 2:
+                in_flight.popleft().synchronize()
+    if not parts:
+        return np.zeros((0, NUM_CLASSES), np.float32)
+    return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
 
 
 def probs_frame(ids: list[str], probs: np.ndarray, labels: list[list[int]] | None = None) -> pd.DataFrame:
@@ -128,15 +140,40 @@ def predict_run(
     tta: int | None = None,
     batch_size: int | None = None,
     progress: bool = True,
-) -> PredictSummary:
-    """Predict ``data`` with a run's best model and thresholds; write the submission atomically."""
+    backend: str = "torch",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+) -> PredictSummary | None:
+    """Predict ``data`` with a run's best model and thresholds; write the submission atomically.
+
+    ``backend`` ``onnx`` predicts with onnxruntime (:mod:`hpa_classify.export`).
+    ``devices`` x ``num_nodes`` above 1 shards ``data`` over that many
+    processes (:func:`hpa_classify.distributed.sharded`); global rank 0 writes
+    the files and returns the summary, the other ranks return None.
+    """
     from hpa_classify.evaluate.metrics import binarize
     from hpa_classify.evaluate.thresholds import load_thresholds
 
     thresholds = load_thresholds(run.thresholds_path)
     tta = tta or run.cfg.predict.tta
-    model = load_model(run, default_device())
-    probs = predict_probs(model, data, run.cfg, tta=tta, batch_size=batch_size, progress=progress)
+    from hpa_classify.export import load_predictor
+
+    model = load_predictor(run, default_device(), backend)
+
+    def predict_part(part: Dataset) -> np.ndarray:
+        return predict_probs(
+            model, part, run.cfg, tta=tta, batch_size=batch_size, progress=progress and is_global_zero()
+        )
+
+    if wants_distributed(devices, num_nodes):
+        if backend != "torch":
+            raise HPAError("--devices shards PyTorch prediction; --backend onnx runs in one process")
+        sharded_probs = sharded(predict_part, data, devices, num_nodes, run.cfg.train.accelerator)
+        if sharded_probs is None:
+            return None
+        probs = sharded_probs
+    else:
+        probs = predict_part(data)
     preds, n_fallback = binarize(probs, thresholds, at_least_one=True)
     sub = pd.DataFrame(
         {"Id": data.ids, "Predicted": [format_target(np.flatnonzero(r)) for r in preds]}

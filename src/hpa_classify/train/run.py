@@ -16,6 +16,7 @@ from hpa_classify.config import Config, save_config
 from hpa_classify.data.dataset import HPADataModule
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.splits import train_val_split
+from hpa_classify.distributed import is_global_zero
 from hpa_classify.errors import DataError
 from hpa_classify.classes import to_multihot
 from hpa_classify.fileio import write_csv, write_json
@@ -86,16 +87,17 @@ def train(
         channels=cfg.data.channels,
         global_pool=cfg.model.global_pool,
     )
-    prepare_run_dir(run_dir, force)
-    save_config(cfg, run_dir / "config.yaml")
-    write_env(run_dir, cfg, data.fingerprint())
-    split = pd.DataFrame(
-        {"Id": train_set.ids + val_set.ids, "split": ["train"] * len(train_set) + ["val"] * len(val_set)}
-    )
-    write_csv(run_dir / "split.csv", split)
-    write_json(run_dir / "train_prior.json", {"class_frequency": to_multihot(train_set.labels).mean(0).tolist(), "n_images": len(train_set)})
-    if data.skipped:
-        write_csv(run_dir / "skipped.csv", pd.DataFrame(data.skipped, columns=["Id", "problem"]))
+    if is_global_zero():  # the other processes of a distributed run write nothing
+        prepare_run_dir(run_dir, force)
+        save_config(cfg, run_dir / "config.yaml")
+        write_env(run_dir, cfg, data.fingerprint())
+        split = pd.DataFrame(
+            {"Id": train_set.ids + val_set.ids, "split": ["train"] * len(train_set) + ["val"] * len(val_set)}
+        )
+        write_csv(run_dir / "split.csv", split)
+        write_json(run_dir / "train_prior.json", {"class_frequency": to_multihot(train_set.labels).mean(0).tolist(), "n_images": len(train_set)})
+        if data.skipped:
+            write_csv(run_dir / "skipped.csv", pd.DataFrame(data.skipped, columns=["Id", "problem"]))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = HPAModule(model, cfg)
@@ -112,6 +114,7 @@ def train(
         max_epochs=cfg.train.epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes,
         precision=_precision(cfg),
         deterministic=cfg.train.deterministic,
         logger=False,
