@@ -115,7 +115,7 @@ def pipeline_train(cfg, data, warm: int, steps: int, accelerator: str) -> float:
     module = HPAModule(model, cfg)
     if cfg.train.compile:
         module.model = torch.compile(module.model)  # type: ignore[assignment]
-    dm = HPADataModule(data, data.subset(range(min(len(data), 64))), cfg.data, cfg.augment, seed=0)
+    dm = HPADataModule(data, data.subset(range(min(len(data), 64))), cfg.data, cfg.augment)
     timer = Timer()
     trainer = L.Trainer(
         max_steps=warm + steps,
