@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from hpa_classify.classes import CHANNELS, parse_target
-from hpa_classify.data.io import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, load_sample, read_channel
+from hpa_classify.data.io import (
+    IMAGE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    TIFF_SIGNATURES,
+    check_dimensions,
+    jpeg_size,
+    load_sample,
+    read_channel,
+    tiff_plane_shape,
+)
 from hpa_classify.errors import DataError, summarize_ids
 
 log = logging.getLogger(__name__)
@@ -272,45 +281,34 @@ def image_size(path: Path) -> tuple[int, int]:
         if b"IEND" not in tail:
             raise DataError(f"{path}: truncated PNG (no end chunk)")
         width, height = struct.unpack(">II", head[16:24])
+        check_dimensions(width, height, path)
         return width, height
     if head.startswith(b"\xff\xd8"):
         if not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
             raise DataError(f"{path}: truncated JPEG (no end marker)")
-        return _jpeg_size(head, path)
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") or ext in TIFF_EXTENSIONS:
+        found = jpeg_size(head)
+        if found is None:
+            raise DataError(f"{path}: JPEG without a frame header in its first 64 KiB")
+        check_dimensions(*found, path)
+        return found
+    if head[:4] in TIFF_SIGNATURES or ext in TIFF_EXTENSIONS:
         import tifffile
 
         try:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
-                shape = page.shape
+                width, height = tiff_plane_shape(page, path)
                 end = max(
                     (o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0
                 )
+        except DataError:
+            raise
         except Exception as exc:  # tifffile raises many kinds on bad bytes
             raise DataError(f"{path}: not a readable TIFF ({type(exc).__name__})") from None
         if end > size:
             raise DataError(f"{path}: truncated TIFF (image data ends at byte {end} of {size})")
-        return int(shape[1]), int(shape[0])
+        return width, height
     raise DataError(f"{path}: not a PNG, JPEG or TIFF file")
-
-
-def _jpeg_size(head: bytes, path: Path) -> tuple[int, int]:
-    i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            i += 1
-            continue
-        marker = head[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        (length,) = struct.unpack(">H", head[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", head[i + 5 : i + 9])
-            return width, height
-        i += 2 + length
-    raise DataError(f"{path}: JPEG without a frame header in its first 64 KiB")
 
 
 @dataclass
@@ -382,11 +380,34 @@ def validate(dataset: Dataset, deep: bool = False, workers: int = 8) -> Validati
     return ValidationReport(n_samples=len(dataset), problems=problems, sizes=sizes)
 
 
+def require_images(dataset: Dataset) -> None:
+    """Raise a :class:`DataError` when not one sample has a channel file in the image folder.
+
+    That is a wrong or empty folder rather than many bad samples, and is said so.
+    """
+    if not dataset.ids or any(dataset.files):
+        return
+    try:
+        empty = not any(True for _ in os.scandir(dataset.image_dir))
+    except OSError:
+        empty = False
+    what = (
+        "the folder is empty"
+        if empty
+        else f"no file there is named like {dataset.ids[0]}_green.png (.jpg, .tif)"
+    )
+    raise DataError(
+        f"{dataset.image_dir}: no images for the {len(dataset)} samples of {dataset.csv_path} "
+        f"({what}); pass the image folder with --images DIR"
+    )
+
+
 def checked(dataset: Dataset, skip_invalid: bool = False, deep: bool = False) -> Dataset:
     """Validate ``dataset``; raise on problems, or drop the bad samples if asked.
 
     The returned dataset's ``skipped`` lists (Id, reason) of what was dropped.
     """
+    require_images(dataset)
     report = validate(dataset, deep=deep)
     if report.ok:
         return dataset
