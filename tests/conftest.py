@@ -56,3 +56,48 @@ def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     result = hpa("train", synth_root, *TINY_TRAIN, "--out", run)
     assert result.returncode == 0, result.stdout + result.stderr
     return run
+
+
+# Deterministic CPU runs for the interruption and reproducibility tests: a 20k-parameter
+# timm test network at 32 px, 56 noise images, 3 epochs of 5 steps; augmentation and
+# dropout stay on, since they are what a resumed run must draw again identically.
+DETERMINISTIC_YAML = """\
+name: tiny-deterministic
+seed: 7
+data: {size: 32, batch_size: 8, num_workers: 0}
+model: {name: test_efficientnet, pretrained: none}
+train: {epochs: 3, lr: 0.01, warmup_epochs: 0.5, precision: "32", accelerator: cpu, deterministic: true}
+predict: {tta: 2}
+evaluate: {pr_figures: false}
+"""
+
+
+@pytest.fixture(scope="session")
+def deterministic_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(data_root, config_yaml)``: a tiny Kaggle-layout set and the config above."""
+    from helpers import make_dataset
+
+    root = tmp_path_factory.mktemp("det") / "data"
+    labels = [[i % 6, 6 + (i * 5) % 9] for i in range(56)]
+    make_dataset(root / "train.csv", root / "train", n=56, size=32, labels=labels)
+    config = root.parent / "tiny.yaml"
+    config.write_text(DETERMINISTIC_YAML)
+    return root, config
+
+
+def train_in_process(data_root: Path, config: Path, run_dir: Path) -> Path:
+    """Train the deterministic config through the package (no subprocess start-up)."""
+    from hpa_classify.config import load_config
+    from hpa_classify.data.layout import checked, load_dataset
+    from hpa_classify.train.run import train
+
+    cfg = load_config(config)
+    train(cfg, checked(load_dataset(data_root)), run_dir, progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def reference_run(deterministic_setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of the deterministic config."""
+    root, config = deterministic_setup
+    return train_in_process(root, config, tmp_path_factory.mktemp("reference") / "run")

@@ -75,10 +75,9 @@ def _load(data: Path, images: Optional[Path], prefer: str, skip_invalid: bool, r
         _quiet_lightning()
         return ds
 
-    _quiet_lightning()
-
-    ds = load_dataset(data, images, prefer=prefer, require_labels=require_labels)
-    return checked(ds, skip_invalid=skip_invalid)
+    ds = checked(load_dataset(data, images, prefer=prefer, require_labels=require_labels), skip_invalid=skip_invalid)
+    _quiet_lightning()  # after the checks: bad data is reported before torch and Lightning load
+    return ds
 
 
 def _kv_table(title: str, rows: dict) -> Table:
@@ -123,11 +122,12 @@ def validate(
     split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root to check: train or test.")] = "train",
 ) -> None:
     """Check a dataset (CSV, labels, every channel file) without changing anything."""
-    from hpa_classify.data.layout import load_dataset
+    from hpa_classify.data.layout import load_dataset, require_images
     from hpa_classify.data.layout import validate as run_validate
 
     t0 = time.perf_counter()
     ds = load_dataset(data, images, prefer=split)
+    require_images(ds)
     report = run_validate(ds, deep=deep)
     sizes = ", ".join(f"{w}x{h}: {c}" for (w, h), c in sorted(report.sizes.items()))
     console.print(f"{ds.csv_path}: {len(ds)} samples, images in {ds.image_dir}; sizes {sizes or '-'} "
@@ -203,6 +203,7 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=0.001 (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<name>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints/last.ckpt (same DATA, --config and --set).")] = False,
     skip_invalid: SkipOpt = False,
     devices: DevicesOpt = None,
     num_nodes: NodesOpt = None,
@@ -210,17 +211,37 @@ def train(
     """Train a classifier by transfer learning; writes a run directory."""
     from hpa_classify.config import load_config
     from hpa_classify.distributed import is_global_zero
-    from hpa_classify.train.run import train as run_train
+    from hpa_classify.errors import Interrupted
 
+    if resume and force:
+        raise HPAError("--resume continues a run and --force replaces it: pass one of them")
     scale = ([f"train.devices={devices}"] if devices is not None else []) + (
         [f"train.num_nodes={num_nodes}"] if num_nodes is not None else []
     )
     cfg = load_config(config, (set_ or []) + scale)
     run_dir = out or Path("runs") / cfg.name
     ds = _load(data, images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
-    run = run_train(cfg, ds, run_dir, force=force)
+    from hpa_classify.train.run import train as run_train
+
+    try:
+        run = run_train(cfg, ds, run_dir, force=force, resume=resume)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        message = str(exc) if isinstance(exc, Interrupted) else "training stopped"
+        if (run_dir / "checkpoints" / "last.ckpt").is_file():
+            message += f"\nto continue: {_resume_command()}"
+        raise Interrupted(message) from None
     if is_global_zero():  # the other processes of a distributed run print nothing
         _print_eval(run.path)
+
+
+def _resume_command() -> str:
+    """This command line as typed, with --resume instead of --force."""
+    import shlex
+
+    args = [a for a in sys.argv[1:] if a != "--force"]
+    if "--resume" not in args:
+        args.append("--resume")
+    return "hpa " + shlex.join(args)
 
 
 def _print_eval(run_dir: Path) -> None:
@@ -406,13 +427,20 @@ def _printable(text: str) -> str:
 
 
 def main() -> None:
-    """Entry point: user errors exit 2 without a traceback, internal faults 1."""
+    """Entry point: user errors exit 2 without a traceback, internal faults 1, Ctrl-C 130."""
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name must not crash a print
+        if getattr(stream, "errors", None) == "strict":
+            try:
+                stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+            except (AttributeError, ValueError):
+                pass
     try:
         app(standalone_mode=False)
     except HPAError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        label = "[yellow]interrupted:[/yellow]" if exc.exit_code == 130 else "[bold red]error:[/bold red]"
+        err_console.print(f"{label} {escape(_printable(str(exc)))}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
@@ -430,7 +458,7 @@ def main() -> None:
         if _state["debug"]:
             raise
         err_console.print(
-            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(str(exc))} "
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(_printable(str(exc)))} "
             "(rerun with --debug for the traceback)",
             highlight=False,
         )

@@ -30,6 +30,12 @@ class RunError(HPAError):
     """A run directory is missing, incomplete or would be overwritten."""
 
 
+class Interrupted(HPAError):
+    """The user stopped a command (Ctrl-C); the message says how to go on. Exit status 130."""
+
+    exit_code = 130
+
+
 def summarize_ids(ids: list[str], limit: int = 5) -> str:
     """Name the first few offending Ids and how many there are in all.
 

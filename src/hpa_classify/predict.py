@@ -133,6 +133,25 @@ class PredictSummary:
     mean_labels: float
 
 
+def data_differences(run: Run, data: Dataset) -> list[str]:
+    """How ``data`` differ from the run's training data (image size, channel intensity), in words.
+
+    Empty for a run without a recorded data profile in ``env.json``.
+    """
+    import json
+
+    from hpa_classify.data.profile import differences, profile
+
+    try:
+        env = json.loads((run.path / "env.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    trained = env.get("data_profile") if isinstance(env, dict) else None
+    if not trained:
+        return []
+    return differences(trained, profile(data, seed=run.cfg.seed), size=run.cfg.data.size)
+
+
 def predict_run(
     run: Run,
     data: Dataset,
@@ -159,6 +178,8 @@ def predict_run(
     from hpa_classify.export import load_predictor
 
     model = load_predictor(run, default_device(), backend)
+    for difference in data_differences(run, data):
+        log.warning("%s; predictions may be less accurate than the run's evaluation says", difference)
 
     def predict_part(part: Dataset) -> np.ndarray:
         return predict_probs(

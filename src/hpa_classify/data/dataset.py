@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from hpa_classify.classes import CHANNELS, to_multihot
 from hpa_classify.config import AugmentConfig, DataConfig
 from hpa_classify.data.layout import Dataset
+from hpa_classify.seeding import AUGMENT, SHUFFLE, generators, stream_seed
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,42 @@ def normalize(x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tenso
     return x.float().sub_(m).div_(s)
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """The training order: a shuffle of ``n`` samples that depends only on (seed, epoch).
+
+    Yields ``(epoch, index)`` keys rather than bare indices, so that
+    :class:`HPADataset` draws each item's augmentation from the stream of
+    (seed, epoch, index). A run is then the same whatever the number of
+    workers, and a run resumed at an epoch boundary sees what an uninterrupted
+    run saw. Lightning calls :meth:`set_epoch` before every epoch (and passes
+    it on when it wraps this sampler for distributed training).
+
+    >>> s = EpochSampler(4, seed=0)
+    >>> sorted(i for _, i in s)
+    [0, 1, 2, 3]
+    >>> s.set_epoch(3)
+    >>> {e for e, _ in s}
+    {3}
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # type: ignore[override]
+        epoch = self.epoch
+        g = torch.Generator().manual_seed(stream_seed(self.seed, SHUFFLE, epoch))
+        for i in torch.randperm(self.n, generator=g).tolist():
+            yield (epoch, i)
+
+
 class HPADataset(torch.utils.data.Dataset):
     """One item per sample: a normalised float32 ``(C, S, S)`` tensor and its targets.
 
@@ -96,6 +133,11 @@ class HPADataset(torch.utils.data.Dataset):
     four channels in :data:`~hpa_classify.classes.CHANNELS` order. With
     ``normalize=False`` an item is the uint8 image instead, for batches that
     :func:`normalize` turns to float on the model's device.
+
+    An item is asked for by index, or by an ``(epoch, index)`` key from
+    :class:`EpochSampler`; with a key, the augmentation is drawn from the
+    stream of (``seed``, epoch, index), so it does not depend on which worker
+    made the item or on what came before.
     """
 
     def __init__(
@@ -106,10 +148,12 @@ class HPADataset(torch.utils.data.Dataset):
         std: Sequence[float],
         augment: A.Compose | None = None,
         channels: Sequence[str] = CHANNELS,
+        seed: int = 0,
         normalize: bool = True,
     ) -> None:
         self.data = data
         self.normalize = normalize
+        self.seed = seed
         self.size = size
         self.augment = augment
         self.channel_index = [CHANNELS.index(c) for c in channels]
@@ -125,7 +169,13 @@ class HPADataset(torch.utils.data.Dataset):
         """The uint8 ``(4, S, S)`` sample, before augmentation (image files or a packed cache)."""
         return self.data.read(index, self.size)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(key, tuple):
+            epoch, index = key
+            if self.augment is not None:
+                self.augment.set_random_state(*generators(self.seed, AUGMENT, epoch, index))
+        else:
+            index = key
         image = self.read(index)
         if len(self.channel_index) != len(CHANNELS):
             image = image[self.channel_index]
@@ -138,12 +188,18 @@ class HPADataset(torch.utils.data.Dataset):
 
 
 def make_loader(
-    dataset: HPADataset, batch_size: int, num_workers: int, shuffle: bool, drop_last: bool = False
+    dataset: HPADataset,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    drop_last: bool = False,
+    sampler: torch.utils.data.Sampler | None = None,
 ) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
@@ -160,14 +216,21 @@ class HPADataModule(L.LightningDataModule):
     """
 
     def __init__(
-        self, train: Dataset, val: Dataset, data_cfg: DataConfig, augment_cfg: AugmentConfig
+        self,
+        train: Dataset,
+        val: Dataset,
+        data_cfg: DataConfig,
+        augment_cfg: AugmentConfig,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.cfg = data_cfg
+        self.seed = seed
         augment = build_augment(augment_cfg, data_cfg.size, data_cfg.crop)
         # uint8 batches; on_after_batch_transfer normalises them on the model's device
         self.train_set = HPADataset(
-            train, data_cfg.size, data_cfg.mean, data_cfg.std, augment, data_cfg.channels, normalize=False
+            train, data_cfg.size, data_cfg.mean, data_cfg.std, augment, data_cfg.channels, seed,
+            normalize=False,
         )
         self.val_set = HPADataset(
             val, data_cfg.size, data_cfg.mean, data_cfg.std, None, data_cfg.channels, normalize=False
@@ -175,7 +238,10 @@ class HPADataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         drop = len(self.train_set) > self.cfg.batch_size
-        return make_loader(self.train_set, self.cfg.batch_size, self.cfg.num_workers, True, drop)
+        sampler = EpochSampler(len(self.train_set), self.seed)
+        return make_loader(
+            self.train_set, self.cfg.batch_size, self.cfg.num_workers, False, drop, sampler
+        )
 
     def val_dataloader(self) -> DataLoader:
         return make_loader(self.val_set, self.cfg.batch_size, self.cfg.num_workers, False)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hpa_classify.config import Config
+from hpa_classify.seeding import STEP, stream_seed
 from hpa_classify.train.losses import build_loss
 
 
@@ -23,7 +24,13 @@ def _f1_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> flo
 
 
 class HPAModule(L.LightningModule):
-    """Trains ``model`` on multi-hot targets; logs loss and macro F1 (at 0.5) per epoch."""
+    """Trains ``model`` on multi-hot targets; logs loss and macro F1 (at 0.5) per epoch.
+
+    ``history`` (the rows of ``metrics.csv``) travels in every checkpoint, so a
+    resumed run keeps the epochs before the interruption. Before each training
+    step the global torch generator is seeded from (seed, step): dropout draws
+    the same masks in an uninterrupted and a resumed run.
+    """
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__()
@@ -56,7 +63,17 @@ class HPAModule(L.LightningModule):
         if self._use_channels_last():
             self.model.to(memory_format=torch.channels_last)
 
+    # -- checkpoints ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["hpa_history"] = [dict(row) for row in self.history]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = [dict(row) for row in checkpoint.get("hpa_history", [])]
+
     # -- training -----------------------------------------------------------------------
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        torch.manual_seed(stream_seed(self.cfg.seed, STEP, self.global_step))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
@@ -77,7 +94,13 @@ class HPAModule(L.LightningModule):
         self._reset_train()
 
     def finish_epoch(self) -> dict[str, float]:
-        """Record and return this epoch's row of ``metrics.csv`` (after validation ran)."""
+        """Record and return this epoch's row of ``metrics.csv`` (after validation ran).
+
+        Called twice for one epoch (as when a run resumes from a checkpoint made
+        at that epoch's end), it keeps the row it recorded first.
+        """
+        if self.history and self.history[-1]["epoch"] == self.current_epoch + 1:
+            return self.history[-1]
         seconds = time.perf_counter() - self._epoch_start
         tp, fp, fn = self._train_counts.cpu()
         row = {

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pandas as pd
@@ -17,11 +19,12 @@ from hpa_classify.data.dataset import HPADataModule
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.splits import train_val_split
 from hpa_classify.distributed import is_global_zero
-from hpa_classify.errors import DataError
+from hpa_classify.errors import ConfigError, DataError, Interrupted, RunError
 from hpa_classify.classes import to_multihot
 from hpa_classify.fileio import write_csv, write_json
 from hpa_classify.models import build_model
-from hpa_classify.runs import Run, load_model, prepare_run_dir, write_env
+from hpa_classify.runs import Run, load_model, open_run, prepare_run_dir, read_json, write_env
+from hpa_classify.train.checkpointing import AtomicCheckpointIO, read_checkpoint
 from hpa_classify.train.module import HPAModule
 
 log = logging.getLogger(__name__)
@@ -61,24 +64,114 @@ def split_dataset(data: Dataset, cfg: Config) -> tuple[Dataset, Dataset]:
     return data.subset(tr), data.subset(va)
 
 
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_checkpoint(run_dir: Path, cfg: Config, data: Dataset) -> Path:
+    """Check that ``run_dir`` is an unfinished run of ``cfg`` on ``data``; return its last checkpoint.
+
+    Raises
+    ------
+    RunError
+        Not a run, other data, no ``checkpoints/last.ckpt`` or an unreadable one.
+    ConfigError
+        The run was made with another config; the message names the keys.
+    """
+    run = open_run(run_dir)
+    was, now = _flat(run.cfg.model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+    changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+    if changed:
+        detail = ", ".join(f"{k} ({was.get(k)!r} in the run, {now.get(k)!r} now)" for k in changed[:5])
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'}: --resume needs the run's own config, but {detail} "
+            "differ; pass the same --config and --set as before"
+        )
+    recorded = (read_json(run_dir / "env.json") or {}).get("data") or {}
+    current = data.fingerprint()
+    keys = ("csv_sha256", "files_sha256", "n_samples")
+    if recorded and any(recorded.get(k) != current.get(k) for k in keys):
+        raise RunError(
+            f"{run_dir}: the data differ from those the run was trained on "
+            f"({recorded.get('csv')}, {recorded.get('n_samples')} samples); "
+            "--resume needs the same CSV and images"
+        )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise RunError(
+            f"{run_dir}: nothing to resume from (no {last}: the run stopped before its first "
+            "epoch ended); start it again with --force"
+        )
+    try:
+        read_checkpoint(last)
+    except RunError as exc:
+        raise RunError(f"{exc}; start the run again with --force") from None
+    return last
+
+
+def _note_resume(run_dir: Path, checkpoint: Path) -> None:
+    env_path = run_dir / "env.json"
+    env = read_json(env_path)
+    env.setdefault("resumed", []).append(
+        {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from": str(checkpoint)}
+    )
+    write_json(env_path, env)
+
+
+def _interrupted(run_dir: Path, module: HPAModule, cfg: Config) -> Interrupted:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    epoch = len(module.history) + 1
+    if last.is_file():
+        return Interrupted(
+            f"training stopped during epoch {epoch} of {cfg.train.epochs}; {last} holds the "
+            f"run as it was after epoch {epoch - 1}, and --resume continues from there"
+        )
+    return Interrupted(
+        f"training stopped during epoch 1, before any checkpoint was written; "
+        f"start again with --force to replace {run_dir}"
+    )
+
+
 def train(
     cfg: Config,
     data: Dataset,
     run_dir: str | Path,
     force: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> Run:
     """Train ``cfg`` on ``data`` (already validated) into ``run_dir``; then evaluate.
 
     Returns the finished :class:`~hpa_classify.runs.Run`, whose directory holds
     the config, env.json, split, checkpoints, metrics.csv, validation
     probabilities, thresholds and report.
+
+    With ``resume``, ``run_dir`` holds an unfinished run of the same config and
+    data (see :func:`resume_checkpoint`); training continues from its
+    ``checkpoints/last.ckpt``, written at the end of every epoch, and
+    ``metrics.csv`` keeps the epochs before. On CPU the result is that of an
+    uninterrupted run.
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C, after Lightning stopped cleanly; the message says whether
+        ``--resume`` can continue the run.
     """
     from hpa_classify.evaluate.run import evaluate_run
     from hpa_classify.predict import predict_probs, probs_frame
 
     run_dir = Path(run_dir)
     train_set, val_set = split_dataset(data, cfg)
+    ckpt_path = resume_checkpoint(run_dir, cfg, data) if resume else None
+    # before the model is built: a head (or a whole network) starts from random weights
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(
         cfg.model.name,
         cfg.model.pretrained,
@@ -87,10 +180,17 @@ def train(
         channels=cfg.data.channels,
         global_pool=cfg.model.global_pool,
     )
-    if is_global_zero():  # the other processes of a distributed run write nothing
+    if not is_global_zero():
+        pass  # another process of a distributed run: global rank 0 writes the run directory
+    elif ckpt_path is not None:
+        _note_resume(run_dir, ckpt_path)
+    else:
+        from hpa_classify.data.profile import profile
+
+        data_profile = profile(data, seed=cfg.seed)
         prepare_run_dir(run_dir, force)
         save_config(cfg, run_dir / "config.yaml")
-        write_env(run_dir, cfg, data.fingerprint())
+        write_env(run_dir, cfg, data.fingerprint(), data_profile)
         split = pd.DataFrame(
             {"Id": train_set.ids + val_set.ids, "split": ["train"] * len(train_set) + ["val"] * len(val_set)}
         )
@@ -99,16 +199,25 @@ def train(
         if data.skipped:
             write_csv(run_dir / "skipped.csv", pd.DataFrame(data.skipped, columns=["Id", "problem"]))
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = HPAModule(model, cfg)
-    dm = HPADataModule(train_set, val_set, cfg.data, cfg.augment)
-    checkpoint = ModelCheckpoint(
+    dm = HPADataModule(train_set, val_set, cfg.data, cfg.augment, seed=cfg.seed)
+    # Saved at the very end of each epoch, after metrics.csv got the epoch's row: a
+    # checkpoint then carries the whole history, and --resume starts the next epoch.
+    # last.ckpt has its own callback: Lightning's save_last writes only in epochs
+    # that improved the best score, which would leave --resume far behind.
+    best_checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         monitor="val_f1",
         mode="max",
-        save_last=True,
         enable_version_counter=False,
+        save_on_train_epoch_end=True,
+    )
+    last_checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
     )
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
@@ -118,7 +227,8 @@ def train(
         precision=_precision(cfg),
         deterministic=cfg.train.deterministic,
         logger=False,
-        callbacks=[checkpoint, MetricsCSV(run_dir / "metrics.csv")],
+        callbacks=[best_checkpoint, last_checkpoint, MetricsCSV(run_dir / "metrics.csv")],
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -132,7 +242,14 @@ def train(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        trainer.fit(module, datamodule=dm)
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        except SystemExit:  # Lightning exits after a clean shutdown on Ctrl-C
+            if not trainer.interrupted:
+                raise
+        if trainer.interrupted:
+            raise _interrupted(run_dir, module, cfg)
     if not trainer.is_global_zero:
         return Run(path=run_dir, cfg=cfg)
 
