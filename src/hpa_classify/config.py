@@ -246,6 +246,14 @@ def _section(model: type[BaseModel] | None, key: str) -> type[BaseModel] | None:
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
+def _check_keys_in(tree: dict[str, Any], path: Path) -> None:
+    """:func:`_check_keys` for the keys of one file; the error names the file."""
+    try:
+        _check_keys(tree, Config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def _merge(
     base: dict[str, Any], update: dict[str, Any], model: type[BaseModel] | None = None
 ) -> dict[str, Any]:
@@ -376,7 +384,7 @@ def load_config(
         resolved = resolve_config_path(path)
         origin = str(resolved)
         file_tree = _read_yaml(resolved)
-        _check_keys(file_tree, Config)
+        _check_keys_in(file_tree, resolved)
         tree = _merge(tree, file_tree)
     override_tree: dict[str, Any] = {}
     for text in overrides or []:
@@ -419,4 +427,6 @@ def save_config(cfg: Config, path: str | Path) -> Path:
 def read_run_config(path: str | Path) -> Config:
     """Load a ``config.yaml`` written by :func:`save_config`."""
     path = Path(path)
-    return _validate(_read_yaml(path), str(path))
+    tree = _read_yaml(path)
+    _check_keys_in(tree, path)
+    return _validate(tree, str(path))
