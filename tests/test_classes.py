@@ -122,3 +122,16 @@ def test_from_multihot_thresholds_at_half() -> None:
 def test_parse_target_accepts_plain_digits_only(token: str) -> None:
     with pytest.raises(LabelError, match="not a class id"):
         parse_target(token, row=7)
+
+
+@given(st.text(max_size=40))
+def test_parse_target_answers_any_text(text: str) -> None:
+    """Any string is either a valid Target (sorted, distinct, in range) or a LabelError naming the row."""
+    try:
+        ids = parse_target(text, row="r1")
+    except LabelError as exc:
+        assert str(exc).startswith("row r1: ")
+        return
+    assert ids == sorted(set(ids)) and ids
+    assert all(0 <= i < NUM_CLASSES for i in ids)
+    assert parse_target(format_target(ids)) == ids

@@ -166,3 +166,17 @@ def test_load_accepts_a_plain_list(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"thresholds": [0.25] * NUM_CLASSES}))
     np.testing.assert_array_equal(load_thresholds(path), np.full(NUM_CLASSES, 0.25))
+
+
+@settings(max_examples=80, deadline=None)
+@given(labelled_probs(), st.sampled_from(list(DEFAULT_GRID)))
+def test_searched_thresholds_never_lose_to_any_grid_constant(
+    data: tuple[np.ndarray, np.ndarray], constant: float
+) -> None:
+    """On the data it was tuned on, the search beats every single threshold it could have used."""
+    y, probs = data
+    thr = search_thresholds(y, probs)
+    assert thr.shape == (y.shape[1],) and np.all((thr > 0) & (thr < 1))
+    at_search, _ = binarize(probs, thr, at_least_one=False)
+    at_constant, _ = binarize(probs, constant, at_least_one=False)
+    assert np.all(per_class_f1(y, at_search) >= per_class_f1(y, at_constant))
