@@ -101,3 +101,54 @@ def reference_run(deterministic_setup: tuple[Path, Path], tmp_path_factory: pyte
     """An uninterrupted run of the deterministic config."""
     root, config = deterministic_setup
     return train_in_process(root, config, tmp_path_factory.mktemp("reference") / "run")
+
+
+# K-fold and comparison tests: a 375k-parameter timm test network, untrained, at 64 px.
+KFOLD_SET = [
+    "data.size=64", "data.batch_size=16", "data.num_workers=0",
+    "model.name=test_efficientnet", "model.pretrained=none",
+    "train.epochs=2", "train.accelerator=cpu", "train.precision='32'",
+    "predict.tta=1", "evaluate.pr_figures=false",
+]
+
+
+@pytest.fixture(scope="session")
+def external_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HPAv18-style external set: ``external.csv`` and colour JPG channels at 96 px.
+
+    Six rows: two reuse Ids of :func:`synth_root`'s training set, four are new.
+    """
+    import cv2
+    import numpy as np
+
+    from hpa_classify.classes import CHANNELS
+    from hpa_classify.data.layout import read_table
+
+    kaggle_ids, _ = read_table(synth_root / "train.csv")
+    root = tmp_path_factory.mktemp("external")
+    ids = kaggle_ids[:2] + [f"{1000 + i}_{i}_A1_1" for i in range(4)]
+    rng = np.random.default_rng(5)
+    lines = ["Id,Target"]
+    for k, sample_id in enumerate(ids):
+        lines.append(f"{sample_id},{k % 28} {(k * 7 + 3) % 28}")
+        for c, channel in enumerate(CHANNELS):
+            bgr = np.zeros((96, 96, 3), np.uint8)  # one stain drawn in one colour plane
+            bgr[..., c % 3] = rng.integers(0, 256, (96, 96), dtype=np.uint8)
+            assert cv2.imwrite(str(root / f"{sample_id}_{channel}.jpg"), bgr)
+    (root / "external.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kfold_run(synth_root: Path, external_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-fold run on :func:`synth_root` with the external images, trained through the package."""
+    from hpa_classify.config import load_config
+    from hpa_classify.data.layout import checked, load_dataset
+    from hpa_classify.train.kfold import train_kfold
+
+    cfg = load_config(None, KFOLD_SET)
+    data = checked(load_dataset(synth_root))
+    external = checked(load_dataset(external_root / "external.csv"))
+    run = tmp_path_factory.mktemp("kfold") / "kf3"
+    train_kfold(cfg, data, run, folds=3, external=external, progress=False)
+    return run

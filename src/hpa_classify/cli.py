@@ -207,31 +207,61 @@ def train(
     skip_invalid: SkipOpt = False,
     devices: DevicesOpt = None,
     num_nodes: NodesOpt = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Train K models on multilabel-stratified folds into RUN/fold{i}; thresholds are tuned on their out-of-fold probabilities.")] = None,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="With --folds K: train only fold i (0-based), e.g. one per machine; then 'hpa merge RUN'.")] = None,
+    external: Annotated[Optional[Path], typer.Option("--external", help="Extra training images: an Id,Target CSV (HPAv18 style, PNG or JPG channels); rows whose Id is in DATA are left out.")] = None,
+    external_images: Annotated[Optional[Path], typer.Option("--external-images", help="Image folder of --external (default: beside its CSV).")] = None,
 ) -> None:
-    """Train a classifier by transfer learning; writes a run directory."""
+    """Train a classifier by transfer learning; writes a run directory (K of them with --folds)."""
     from hpa_classify.config import load_config
     from hpa_classify.distributed import is_global_zero
     from hpa_classify.errors import Interrupted
 
     if resume and force:
         raise HPAError("--resume continues a run and --force replaces it: pass one of them")
+    if fold is not None and folds is None:
+        raise HPAError("--fold i trains one fold of a K-fold run: pass --folds K too")
     scale = ([f"train.devices={devices}"] if devices is not None else []) + (
         [f"train.num_nodes={num_nodes}"] if num_nodes is not None else []
     )
     cfg = load_config(config, (set_ or []) + scale)
     run_dir = out or Path("runs") / cfg.name
     ds = _load(data, images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
+    ext = None
+    if external is not None:
+        ext = _load(external, external_images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
+    from hpa_classify.train.kfold import train_kfold, train_with_external
     from hpa_classify.train.run import train as run_train
 
     try:
-        run = run_train(cfg, ds, run_dir, force=force, resume=resume)
+        if folds is not None:
+            result = train_kfold(cfg, ds, run_dir, folds, fold=fold, external=ext, force=force, console=console)
+            ext_summary = result.external
+        elif ext is not None:
+            run, ext_summary = train_with_external(cfg, ds, ext, run_dir, force=force)
+        else:
+            run, ext_summary = run_train(cfg, ds, run_dir, force=force, resume=resume), None
     except (Interrupted, KeyboardInterrupt) as exc:
         message = str(exc) if isinstance(exc, Interrupted) else "training stopped"
         if (run_dir / "checkpoints" / "last.ckpt").is_file():
             message += f"\nto continue: {_resume_command()}"
         raise Interrupted(message) from None
-    if is_global_zero():  # the other processes of a distributed run print nothing
+    if not is_global_zero():  # the other processes of a distributed run print nothing
+        return
+    if ext_summary is not None:
+        console.print(
+            f"external: {ext_summary.n_used} images added from {ext_summary.csv}; "
+            f"{ext_summary.n_duplicates} rows whose Id is in DATA were left out (kept DATA's rows)"
+        )
+    if folds is None:
         _print_eval(run.path)
+    elif result.summary is not None:
+        _print_eval(run_dir)
+    else:
+        console.print(
+            f"fold {fold} of {folds} done in {run_dir / f'fold{fold}'}; finished folds: "
+            f"{result.finished}. When all {folds} are finished: hpa merge {run_dir}"
+        )
 
 
 def _resume_command() -> str:
@@ -287,7 +317,7 @@ def report(
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
+    run: Annotated[list[Path], typer.Argument(help="Run directory made by 'hpa train'; several make an ensemble (RUN [RUN...] DATA).", show_default=False)],
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Submission CSV (Id,Predicted).")] = Path("submission.csv"),
     images: ImagesOpt = None,
@@ -297,25 +327,35 @@ def predict(
     backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports RUN/model.onnx when needed).")] = "torch",
     devices: DevicesOpt = None,
     num_nodes: NodesOpt = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Ensemble weights, one per RUN, e.g. 2,1 (default: equal).")] = None,
 ) -> None:
-    """Predict labels into a Kaggle submission; probabilities go beside it."""
+    """Predict labels into a Kaggle submission; probabilities go beside it.
+
+    A K-fold run predicts with the mean of its folds; several runs with the
+    weighted mean of their probabilities.
+    """
+    from hpa_classify.ensemble import parse_weights
     from hpa_classify.predict import predict_run
     from hpa_classify.runs import open_run
 
-    r = open_run(run)
+    runs = [open_run(r) for r in run]
+    w = parse_weights(weights, len(runs)) if weights is not None else None
     if tta is not None and not 1 <= tta <= 8:
         raise HPAError(f"--tta must be 1-8, got {tta}")
     if backend not in ("torch", "onnx"):
         raise HPAError(f"--backend must be torch or onnx, got '{backend}'")
     ds = _load(data, images, "test", skip_invalid)
-    s = predict_run(r, ds, out, tta=tta, batch_size=batch_size, backend=backend,
-                    devices=_devices(devices), num_nodes=num_nodes or 1)
+    s = predict_run(runs[0] if len(runs) == 1 else runs, ds, out, tta=tta, batch_size=batch_size,
+                    backend=backend, devices=_devices(devices), num_nodes=num_nodes or 1, weights=w)
     if s is None:  # another process of a sharded prediction: rank 0 writes and reports
         return
     console.print(
         f"wrote {s.submission} ({s.n_images} images, TTA x{s.tta}, {s.mean_labels:.2f} labels per image; "
         f"{s.n_fallback} images took the top-1 fallback) and {s.probabilities}"
     )
+    if s.n_models > 1:
+        console.print(f"mean of {s.n_models} models; thresholds: {s.thresholds_source}"
+                      + (f" ({s.thresholds_path})" if s.thresholds_path else ""))
     if ds.skipped:
         console.print(f"[yellow]{len({i for i, _ in ds.skipped})} invalid images were left out[/yellow]")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +131,14 @@ class PredictSummary:
     n_fallback: int
     tta: int
     mean_labels: float
+    n_models: int = 1
+    thresholds_source: str = ""
+    thresholds_path: Path | None = None
+
+
+def thresholds_path_for(submission: Path) -> Path:
+    """Where an ensemble's thresholds beside a submission go: ``<name>_thresholds.json``."""
+    return submission.with_name(submission.stem + "_thresholds.json")
 
 
 def data_differences(run: Run, data: Dataset) -> list[str]:
@@ -153,12 +161,13 @@ def data_differences(run: Run, data: Dataset) -> list[str]:
 
 
 def predict_run(
-    run: Run,
+    run: Run | Sequence[Run],
     data: Dataset,
     out: Path,
     tta: int | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    weights: Sequence[float] | None = None,
     backend: str = "torch",
     devices: int | str = 1,
     num_nodes: int = 1,
@@ -169,32 +178,38 @@ def predict_run(
     ``devices`` x ``num_nodes`` above 1 shards ``data`` over that many
     processes (:func:`hpa_classify.distributed.sharded`); global rank 0 writes
     the files and returns the summary, the other ranks return None.
+
+    A K-fold run predicts with the mean of its folds' models; several runs
+    with the weighted mean of all their models, thresholded as
+    :func:`hpa_classify.ensemble.ensemble_thresholds` explains (those
+    thresholds are written beside the submission as ``<name>_thresholds.json``).
     """
+    from hpa_classify.ensemble import ensemble_probs, ensemble_thresholds, members
     from hpa_classify.evaluate.metrics import binarize
-    from hpa_classify.evaluate.thresholds import load_thresholds
+    from hpa_classify.evaluate.thresholds import save_thresholds
 
-    thresholds = load_thresholds(run.thresholds_path)
-    tta = tta or run.cfg.predict.tta
-    from hpa_classify.export import load_predictor
-
-    model = load_predictor(run, default_device(), backend)
-    for difference in data_differences(run, data):
+    runs = [run] if isinstance(run, Run) else list(run)
+    chosen = ensemble_thresholds(runs, weights)
+    thresholds = chosen.thresholds
+    n_models = len(members(runs, weights))
+    for difference in data_differences(runs[0], data):
         log.warning("%s; predictions may be less accurate than the run's evaluation says", difference)
-
     def predict_part(part: Dataset) -> np.ndarray:
-        return predict_probs(
-            model, part, run.cfg, tta=tta, batch_size=batch_size, progress=progress and is_global_zero()
+        return ensemble_probs(
+            runs, part, weights, tta=tta, batch_size=batch_size,
+            progress=progress and is_global_zero(), backend=backend,
         )
 
     if wants_distributed(devices, num_nodes):
         if backend != "torch":
             raise HPAError("--devices shards PyTorch prediction; --backend onnx runs in one process")
-        sharded_probs = sharded(predict_part, data, devices, num_nodes, run.cfg.train.accelerator)
+        sharded_probs = sharded(predict_part, data, devices, num_nodes, runs[0].cfg.train.accelerator)
         if sharded_probs is None:
             return None
         probs = sharded_probs
     else:
         probs = predict_part(data)
+    tta = tta or runs[0].cfg.predict.tta
     preds, n_fallback = binarize(probs, thresholds, at_least_one=True)
     sub = pd.DataFrame(
         {"Id": data.ids, "Predicted": [format_target(np.flatnonzero(r)) for r in preds]}
@@ -202,6 +217,11 @@ def predict_run(
     probs_out = probs_path_for(out)
     write_csv(probs_out, probs_frame(data.ids, probs))
     write_csv(out, sub)
+    thr_path = None
+    if len(runs) > 1:
+        extra = {**chosen.as_extra(), "runs": [str(r.path) for r in runs],
+                 "weights": _weights_or_equal(weights, len(runs))}
+        thr_path = save_thresholds(thresholds_path_for(out), thresholds, chosen.method, extra)
     return PredictSummary(
         submission=out,
         probabilities=probs_out,
@@ -209,4 +229,11 @@ def predict_run(
         n_fallback=n_fallback,
         tta=tta,
         mean_labels=float(preds.sum(1).mean()) if len(preds) else 0.0,
+        n_models=n_models,
+        thresholds_source=chosen.source,
+        thresholds_path=thr_path,
     )
+
+
+def _weights_or_equal(weights: Sequence[float] | None, n: int) -> list[float]:
+    return [1.0] * n if weights is None else [float(w) for w in weights]

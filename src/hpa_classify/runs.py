@@ -41,6 +41,8 @@ class Run:
             p = self.path / "checkpoints" / name
             if p.is_file():
                 return p
+        if self.is_kfold:
+            raise RunError(f"{self.path}: a K-fold run; its models are in {self.path}/fold*/ (see fold_runs)")
         raise RunError(f"{self.path}: no checkpoint in {self.path / 'checkpoints'} (did training finish?)")
 
     @property
@@ -50,6 +52,41 @@ class Run:
     @property
     def val_probs_path(self) -> Path:
         return self.path / "val_probs.csv"
+
+    @property
+    def is_kfold(self) -> bool:
+        """A K-fold run: ``kfold.json`` here and one normal run per fold in ``fold{i}/``."""
+        return (self.path / "kfold.json").is_file()
+
+    @property
+    def oof_probs_path(self) -> Path:
+        return self.path / "oof_probs.csv"
+
+    @property
+    def tuning_probs_path(self) -> Path:
+        """The labelled probabilities thresholds are tuned on: out-of-fold or validation."""
+        return self.oof_probs_path if self.is_kfold else self.val_probs_path
+
+
+def fold_runs(run: Run) -> list[Run]:
+    """The fold runs of a K-fold run, in fold order; ``[run]`` for a plain run.
+
+    Raises
+    ------
+    RunError
+        If a fold has no run directory yet (``hpa train DATA --folds K --fold i``).
+    """
+    if not run.is_kfold:
+        return [run]
+    info = read_json(run.path / "kfold.json")
+    folds = int(info["folds"])
+    missing = [i for i in range(folds) if not (run.path / f"fold{i}" / "config.yaml").is_file()]
+    if missing:
+        raise RunError(
+            f"{run.path}: folds {missing} of {folds} have not been trained "
+            f"(hpa train DATA --folds {folds} --fold i -o {run.path})"
+        )
+    return [open_run(run.path / f"fold{i}") for i in range(folds)]
 
 
 def open_run(path: str | Path) -> Run:

@@ -45,6 +45,34 @@ def _score(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> tup
     return macro_f1(y_true, preds), fallback
 
 
+def strategy_scores(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    y_tune: np.ndarray,
+    tune_probs: np.ndarray,
+    prior: np.ndarray,
+) -> dict[str, float]:
+    """Macro F1 of ``probs`` under both threshold strategies, whichever one the run uses.
+
+    ``macro_f1_search``: per-class thresholds that maximise F1 on the tuning
+    set (``y_tune``, ``tune_probs``: validation or out-of-fold), so optimistic
+    when the scored images are that set. ``macro_f1_prior``: per-class
+    thresholds that make each class's predicted rate on the scored images
+    match its training frequency (no labels needed, the 2018 winner's method).
+
+    >>> y = np.eye(2, dtype=int).repeat(2, axis=0)
+    >>> p = np.array([[0.9, 0.1], [0.6, 0.2], [0.2, 0.7], [0.1, 0.4]])
+    >>> strategy_scores(y, p, y, p, np.array([0.5, 0.5]))
+    {'macro_f1_search': 1.0, 'macro_f1_prior': 1.0}
+    """
+    search = search_thresholds(y_tune, tune_probs)
+    matched = prior_matching_thresholds(probs, prior)
+    return {
+        "macro_f1_search": round(_score(y_true, probs, search)[0], 4),
+        "macro_f1_prior": round(_score(y_true, probs, matched)[0], 4),
+    }
+
+
 def run_image_files(run: Run) -> dict[str, dict[str, Path]] | None:
     """Id -> channel -> file of the data a run was trained on (from ``env.json``), if still there."""
     from hpa_classify.data.layout import load_dataset
@@ -67,8 +95,8 @@ def report_run(run: Run, out_dir: Path | None = None, progress: bool = True) -> 
     training images named in ``env.json``; nothing is retrained or retuned.
     The report goes to ``<run>/report`` unless ``out_dir`` is given.
     """
-    if not run.val_probs_path.is_file():
-        raise RunError(f"{run.val_probs_path}: not found (did training finish?)")
+    if not run.tuning_probs_path.is_file():
+        raise RunError(f"{run.tuning_probs_path}: not found (did training finish?)")
     if not run.thresholds_path.is_file():
         raise RunError(f"{run.thresholds_path}: not found; run 'hpa evaluate {run.path}' first")
     return evaluate_run(run, out_dir=out_dir, progress=progress, retune=False)
@@ -95,13 +123,17 @@ def evaluate_run(
     ``<run>/eval-<csv name>`` unless ``out_dir`` is given. This is a held-out
     score when ``data`` was not used in training.
     """
-    from hpa_classify.predict import predict_probs, probs_frame, read_probs
+    from hpa_classify.predict import probs_frame, read_probs
 
     cfg = run.cfg
     prior = train_prior(run)
-    val_ids, val_probs, val_labels = read_probs(run.val_probs_path)
+    held_out = "out-of-fold predictions" if run.is_kfold else "validation split"
+    if not run.tuning_probs_path.is_file():
+        hint = f"run 'hpa merge {run.path}'" if run.is_kfold else "did training finish?"
+        raise RunError(f"{run.tuning_probs_path}: not found ({hint})")
+    val_ids, val_probs, val_labels = read_probs(run.tuning_probs_path)
     if val_labels is None:
-        raise DataError(f"{run.val_probs_path}: has no Target column")
+        raise DataError(f"{run.tuning_probs_path}: has no Target column")
     y_val = to_multihot(val_labels)
     method = cfg.evaluate.threshold_method
     prior_val = np.tile(prior, (len(y_val), 1)).astype(np.float32)
@@ -110,24 +142,23 @@ def evaluate_run(
     if data is None:
         if retune:
             thresholds = choose_thresholds(method, y_val, val_probs, prior, cfg.evaluate.fixed_threshold)
-            save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": "validation split"})
+            save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": held_out})
         else:
             thresholds = load_thresholds(run.thresholds_path)
-        y_true, probs, split = y_val, val_probs, "validation (thresholds tuned here: optimistic)"
+        y_true, probs, split = y_val, val_probs, f"{held_out} (thresholds tuned here: optimistic)"
         ids, image_files = val_ids, run_image_files(run)
         out_dir = out_dir or run.path / "report"
         metrics_csv = run.path / "metrics.csv"
     else:
         if data.labels is None:
             raise DataError(f"{data.csv_path}: evaluation needs a 'Target' column")
-        from hpa_classify.runs import load_model
+        from hpa_classify.ensemble import ensemble_probs
 
         thresholds = load_thresholds(run.thresholds_path)
-        model = load_model(run)
-        probs = predict_probs(model, data, cfg, tta=tta or cfg.predict.tta, progress=progress)
+        probs = ensemble_probs([run], data, tta=tta, progress=progress)  # all folds of a K-fold run
         y_true = to_multihot(data.labels)
         ids, image_files = data.ids, dict(zip(data.ids, data.files))
-        split = f"{data.csv_path} (held out; thresholds from the validation split)"
+        split = f"{data.csv_path} (held out; thresholds from the {held_out})"
         out_dir = out_dir or run.path / f"eval-{data.csv_path.stem}"
         metrics_csv = None
         from hpa_classify.fileio import write_csv
@@ -148,6 +179,7 @@ def evaluate_run(
         "threshold_method": method,
         "macro_f1": round(score, 4),
         "macro_f1_at_0.5": round(at_half, 4),
+        **strategy_scores(y_true, probs, y_val, val_probs, prior),
         "baseline_macro_f1": round(baseline, 4),
         "macro_f1_present_classes": round(float(table["f1"][present].mean()), 4) if present.any() else 0.0,
         "classes_present": int(present.sum()),

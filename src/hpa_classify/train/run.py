@@ -145,6 +145,7 @@ def train(
     force: bool = False,
     progress: bool = True,
     resume: bool = False,
+    split: tuple[Dataset, Dataset] | None = None,
 ) -> Run:
     """Train ``cfg`` on ``data`` (already validated) into ``run_dir``; then evaluate.
 
@@ -158,6 +159,11 @@ def train(
     ``metrics.csv`` keeps the epochs before. On CPU the result is that of an
     uninterrupted run.
 
+    ``split`` gives the (training, validation) samples instead of the
+    stratified split of ``data`` by ``data.val_fraction``: one fold of a
+    K-fold run, or a training part with external images added
+    (:mod:`hpa_classify.train.kfold`).
+
     Raises
     ------
     Interrupted
@@ -168,7 +174,7 @@ def train(
     from hpa_classify.predict import predict_probs, probs_frame
 
     run_dir = Path(run_dir)
-    train_set, val_set = split_dataset(data, cfg)
+    train_set, val_set = split if split is not None else split_dataset(data, cfg)
     ckpt_path = resume_checkpoint(run_dir, cfg, data) if resume else None
     # before the model is built: a head (or a whole network) starts from random weights
     L.seed_everything(cfg.seed, workers=True, verbose=False)
