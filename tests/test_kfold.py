@@ -131,3 +131,13 @@ def test_merge_and_fold_options_on_the_command_line(kfold_run: Path, synth_root:
     assert isinstance(bad.exception, HPAError) and "--folds K" in str(bad.exception)
     assert not (tmp_path / "r").exists()
 
+
+def test_resume_keeps_finished_folds(kfold_run: Path, synth_root: Path, external_root: Path) -> None:
+    cfg = load_config(None, KFOLD_SET)
+    data = checked(load_dataset(synth_root))
+    external = checked(load_dataset(external_root / "external.csv"))
+    before = (kfold_run / "fold0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    result = train_kfold(cfg, data, kfold_run, folds=3, external=external, resume=True, progress=False)
+    assert result.trained == [] and result.skipped_folds == [0, 1, 2]
+    assert result.summary is not None and result.summary["folds"] == 3
+    assert (kfold_run / "fold0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == before

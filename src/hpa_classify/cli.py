@@ -235,15 +235,16 @@ def train(
 
     try:
         if folds is not None:
-            result = train_kfold(cfg, ds, run_dir, folds, fold=fold, external=ext, force=force, console=console)
+            result = train_kfold(cfg, ds, run_dir, folds, fold=fold, external=ext, force=force,
+                                 resume=resume, console=console)
             ext_summary = result.external
         elif ext is not None:
-            run, ext_summary = train_with_external(cfg, ds, ext, run_dir, force=force)
+            run, ext_summary = train_with_external(cfg, ds, ext, run_dir, force=force, resume=resume)
         else:
             run, ext_summary = run_train(cfg, ds, run_dir, force=force, resume=resume), None
     except (Interrupted, KeyboardInterrupt) as exc:
         message = str(exc) if isinstance(exc, Interrupted) else "training stopped"
-        if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        if (run_dir / "checkpoints" / "last.ckpt").is_file() or any(run_dir.glob("fold*/checkpoints/last.ckpt")):
             message += f"\nto continue: {_resume_command()}"
         raise Interrupted(message) from None
     if not is_global_zero():  # the other processes of a distributed run print nothing

@@ -27,7 +27,7 @@ of its folds' models.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from hpa_classify.config import Config, flat_config, save_config
 from hpa_classify.data.external import ExternalSummary, add_external, drop_duplicates
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.splits import kfold_splits
+from hpa_classify.distributed import is_global_zero
 from hpa_classify.errors import ConfigError, DataError, RunError
 from hpa_classify.fileio import write_csv, write_json
 from hpa_classify.runs import Run, open_run, prepare_run_dir, read_json, write_env
@@ -146,6 +147,7 @@ class KFoldResult:
     finished: list[int]
     summary: dict[str, Any] | None = None
     external: ExternalSummary | None = None
+    skipped_folds: list[int] = field(default_factory=list)
 
 
 def train_kfold(
@@ -156,6 +158,7 @@ def train_kfold(
     fold: int | None = None,
     external: Dataset | None = None,
     force: bool = False,
+    resume: bool = False,
     progress: bool = True,
     console: Console | None = None,
 ) -> KFoldResult:
@@ -178,6 +181,9 @@ def train_kfold(
         its validation part); rows whose Id is a Kaggle Id are left out.
     force : bool
         Replace an existing run (all of it; with ``fold``, that fold's directory).
+    resume : bool
+        Keep finished folds, continue interrupted ones from their last
+        checkpoint, train the others.
 
     Returns
     -------
@@ -195,25 +201,39 @@ def train_kfold(
         raise ConfigError(f"--fold must be 0-{folds - 1} for --folds {folds}, got {fold}")
 
     is_kfold = (run_dir / KFOLD_FILE).is_file()
-    if is_kfold and fold is not None:
+    if is_kfold and (resume or fold is not None) and not (force and fold is None):
         _check_same(run_dir, cfg, folds, frame, ext_info)
-    else:
+    elif resume:
+        raise RunError(f"{run_dir}: not a K-fold run to resume (no {KFOLD_FILE}); start it without --resume")
+    elif is_global_zero():  # the other processes of a distributed run write nothing
         _start(run_dir, cfg, data, folds, frame, ext_info, force)
 
     todo = range(folds) if fold is None else [fold]
     trained: list[int] = []
+    skipped: list[int] = []
     for i in todo:
         path = fold_dir(run_dir, i)
+        if resume and _finished(path):
+            skipped.append(i)
+            continue
+        go_on = resume and (path / "checkpoints" / "last.ckpt").is_file()
         train_part = data.subset(np.flatnonzero(assignment != i))
         val_part = data.subset(np.flatnonzero(assignment == i))
         train_part = add_external(train_part, kept)
-        say(f"fold {i + 1} of {folds}: training on {len(train_part)} images, validating on {len(val_part)}")
-        train(cfg, data, path, force=force, progress=progress, split=(train_part, val_part))
+        say(f"fold {i + 1} of {folds}: training on {len(train_part)} images, "
+            f"validating on {len(val_part)}{' (resumed)' if go_on else ''}")
+        train(
+            cfg, data, path,
+            force=force or (resume and not go_on),
+            progress=progress,
+            resume=go_on,
+            split=(train_part, val_part),
+        )
         trained.append(i)
 
     finished = [i for i in range(folds) if _finished(fold_dir(run_dir, i))]
-    summary = merge_folds(run_dir, progress=progress) if fold is None else None
-    return KFoldResult(run_dir, folds, trained, finished, summary, ext_summary)
+    summary = merge_folds(run_dir, progress=progress) if fold is None and is_global_zero() else None
+    return KFoldResult(run_dir, folds, trained, finished, summary, ext_summary, skipped)
 
 
 def merge_folds(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -283,6 +303,7 @@ def train_with_external(
     external: Dataset,
     run_dir: str | Path,
     force: bool = False,
+    resume: bool = False,
     progress: bool = True,
 ) -> tuple[Run, ExternalSummary]:
     """One run whose training split is the Kaggle training split plus the external images.
@@ -295,7 +316,7 @@ def train_with_external(
     kept, summary = drop_duplicates(data, external)
     train_part, val_part = split_dataset(data, cfg)
     run = train(
-        cfg, data, run_dir, force=force, progress=progress,
+        cfg, data, run_dir, force=force, progress=progress, resume=resume,
         split=(add_external(train_part, kept), val_part),
     )
     write_json(Path(run_dir) / "external.json", summary.as_dict())
