@@ -237,3 +237,9 @@ def test_later_override_wins() -> None:
     cfg = load_config(None, ["train.lr=0.5", "train.epochs=2", "train.lr=3e-4"])
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.train.epochs == 2
+
+
+def test_precision_override_accepts_a_bare_number() -> None:
+    from hpa_classify.config import load_config
+
+    assert load_config(None, ["train.precision=32"]).train.precision == "32"

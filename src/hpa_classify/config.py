@@ -176,6 +176,12 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     limit_train_batches: float | int | None = None
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, v: object) -> object:
+        # `--set train.precision=32` reads 32 as a number; the key takes it as "32".
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @field_validator("loss")
     @classmethod
     def _known_losses(cls, v: str | dict[str, float]) -> str | dict[str, float]:
