@@ -91,8 +91,8 @@ class Dataset:
                 p = files[channel]
                 h.update(f"{p.name}\t{p.stat().st_size}\n".encode())
         return {
-            "csv": str(self.csv_path),
-            "image_dir": str(self.image_dir),
+            "csv": str(self.csv_path.resolve()),
+            "image_dir": str(self.image_dir.resolve()),
             "csv_sha256": csv_hash,
             "files_sha256": h.hexdigest(),
             "n_samples": len(self.ids),
