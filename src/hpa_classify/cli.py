@@ -40,7 +40,6 @@ def _devices(text: Optional[str]) -> int | str:
     return int(text) if text.strip().isdigit() else text.strip()
 
 
-
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,

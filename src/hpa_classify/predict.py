@@ -136,11 +136,6 @@ class PredictSummary:
     thresholds_path: Path | None = None
 
 
-def thresholds_path_for(submission: Path) -> Path:
-    """Where an ensemble's thresholds beside a submission go: ``<name>_thresholds.json``."""
-    return submission.with_name(submission.stem + "_thresholds.json")
-
-
 def data_differences(run: Run, data: Dataset) -> list[str]:
     """How ``data`` differ from the run's training data (image size, channel intensity), in words.
 
@@ -158,6 +153,11 @@ def data_differences(run: Run, data: Dataset) -> list[str]:
     if not trained:
         return []
     return differences(trained, profile(data, seed=run.cfg.seed), size=run.cfg.data.size)
+
+
+def thresholds_path_for(submission: Path) -> Path:
+    """Where an ensemble's thresholds beside a submission go: ``<name>_thresholds.json``."""
+    return submission.with_name(submission.stem + "_thresholds.json")
 
 
 def predict_run(

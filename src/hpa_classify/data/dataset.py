@@ -227,7 +227,7 @@ class HPADataModule(L.LightningDataModule):
         self.cfg = data_cfg
         self.seed = seed
         augment = build_augment(augment_cfg, data_cfg.size, data_cfg.crop)
-        # uint8 batches; on_after_batch_transfer normalises them on the model's device
+        # uint8 batches; the LightningModule normalises them on its device
         self.train_set = HPADataset(
             train, data_cfg.size, data_cfg.mean, data_cfg.std, augment, data_cfg.channels, seed,
             normalize=False,
