@@ -411,7 +411,13 @@ def run_quality(
             rows.append(row)
             if ab.name == "default":
                 fixed = next(a for a in ABLATIONS if a.post_hoc)
-                rows.append({**row, "ablation": fixed.name, "macro_f1": held["macro_f1_at_0.5"], "seconds": 0.0})
+                rows.append({
+                    **row,
+                    "ablation": fixed.name,
+                    "macro_f1": held["macro_f1_at_0.5"],
+                    "val_macro_f1": val["macro_f1_at_0.5"],
+                    "seconds": 0.0,
+                })
             console.print(f"{ab.name}, seed {seed}: held-out macro F1 {held['macro_f1']:.3f} ({row['seconds']:.0f} s)")
             bars.advance(task)
             _write(rows, columns, spec, command, t0, load_start, csv_path, md_path)
