@@ -88,15 +88,8 @@ def _scores(run: Run) -> dict[str, Any]:
     from hpa_classify.evaluate.metrics import binarize, macro_f1, per_class_f1
     from hpa_classify.evaluate.run import train_prior
     from hpa_classify.evaluate.thresholds import load_thresholds, prior_matching_thresholds
-    from hpa_classify.predict import read_probs
 
-    path = run.tuning_probs_path
-    if not path.is_file():
-        hint = f"run 'hpa merge {run.path}'" if run.is_kfold else "did training finish?"
-        raise RunError(f"{path}: not found ({hint})")
-    _, probs, labels = read_probs(path)
-    if labels is None:
-        raise RunError(f"{path}: has no Target column")
+    _, probs, labels = run.tuning_probs()
     y = to_multihot(labels)
     preds, _ = binarize(probs, load_thresholds(run.thresholds_path), at_least_one=True)
     half, _ = binarize(probs, np.full(NUM_CLASSES, 0.5), at_least_one=True)

@@ -139,17 +139,6 @@ class EnsembleThresholds:
         return {"tuned_on": self.source, "n_images": self.n_images}
 
 
-def _held_out(run: Run) -> tuple[list[str], np.ndarray, list[list[int]]]:
-    from hpa_classify.predict import read_probs
-
-    path = run.tuning_probs_path
-    if not path.is_file():
-        hint = f"hpa merge {run.path}" if run.is_kfold else "did training finish?"
-        raise RunError(f"{path}: not found ({hint})")
-    ids, probs, labels = read_probs(path)
-    if labels is None:
-        raise RunError(f"{path}: has no Target column")
-    return ids, probs, labels
 
 
 def ensemble_thresholds(runs: Sequence[Run], weights: Sequence[float] | None = None) -> EnsembleThresholds:
@@ -166,7 +155,7 @@ def ensemble_thresholds(runs: Sequence[Run], weights: Sequence[float] | None = N
         return EnsembleThresholds(load_thresholds(first.thresholds_path), method,
                                   f"saved with {first.path} (tuned on {kind})", 0)
     w = _normalised(runs, weights)
-    held = [_held_out(r) for r in runs]
+    held = [r.tuning_probs() for r in runs]
     shared = set(held[0][0]).intersection(*(set(h[0]) for h in held[1:]))
     smallest = min(len(h[0]) for h in held)
     if len(shared) >= MIN_SHARED_FRACTION * smallest and shared:

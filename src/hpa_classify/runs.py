@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,6 +67,19 @@ class Run:
     def tuning_probs_path(self) -> Path:
         """The labelled probabilities thresholds are tuned on: out-of-fold or validation."""
         return self.oof_probs_path if self.is_kfold else self.val_probs_path
+
+    def tuning_probs(self) -> tuple[list[str], np.ndarray, list[list[int]]]:
+        """Ids, probabilities and labels of :attr:`tuning_probs_path`; a RunError if unusable."""
+        from hpa_classify.predict import read_probs
+
+        path = self.tuning_probs_path
+        if not path.is_file():
+            hint = f"run 'hpa merge {self.path}'" if self.is_kfold else "did training finish?"
+            raise RunError(f"{path}: not found ({hint})")
+        ids, probs, labels = read_probs(path)
+        if labels is None:
+            raise RunError(f"{path}: has no Target column")
+        return ids, probs, labels
 
 
 def fold_runs(run: Run) -> list[Run]:

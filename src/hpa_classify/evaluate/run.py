@@ -123,17 +123,12 @@ def evaluate_run(
     ``<run>/eval-<csv name>`` unless ``out_dir`` is given. This is a held-out
     score when ``data`` was not used in training.
     """
-    from hpa_classify.predict import probs_frame, read_probs
+    from hpa_classify.predict import probs_frame
 
     cfg = run.cfg
     prior = train_prior(run)
     held_out = "out-of-fold predictions" if run.is_kfold else "validation split"
-    if not run.tuning_probs_path.is_file():
-        hint = f"run 'hpa merge {run.path}'" if run.is_kfold else "did training finish?"
-        raise RunError(f"{run.tuning_probs_path}: not found ({hint})")
-    val_ids, val_probs, val_labels = read_probs(run.tuning_probs_path)
-    if val_labels is None:
-        raise DataError(f"{run.tuning_probs_path}: has no Target column")
+    val_ids, val_probs, val_labels = run.tuning_probs()
     y_val = to_multihot(val_labels)
     method = cfg.evaluate.threshold_method
     prior_val = np.tile(prior, (len(y_val), 1)).astype(np.float32)
