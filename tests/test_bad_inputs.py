@@ -283,6 +283,24 @@ def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
     fails_cleanly(hpa("validate", root), str(root / "train.csv"), "not UTF-8 text")
 
 
+# ----------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("train", "--no-such-flag", "x"), "No such option: --no-such-flag"),
+        (("trian",), "No such command 'trian'"),
+        (("train",), "Missing argument"),
+        (("synth", "out", "--size", "big"), "Invalid value for '--size'"),
+    ],
+)
+def test_command_line_mistakes_are_usage_errors(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+    result = hpa(*args, cwd=tmp_path)
+    fails_cleanly(result, needle, nothing_at=tmp_path / "out")
+    assert "--help" in result.stderr  # points at the help text
+
+
 # ----------------------------------------------------------------------------- config files
 
 

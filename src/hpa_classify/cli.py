@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
@@ -466,6 +467,24 @@ def _printable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _click_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Click's usage-error and abort classes: those of click itself and of the copy newer
+    typer releases carry inside them (``typer._click``), which raises its own."""
+    errors: list[type[BaseException]] = []
+    aborts: list[type[BaseException]] = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(module.ClickException)
+        if hasattr(module, "Abort"):
+            aborts.append(module.Abort)
+    if isinstance(getattr(typer, "Abort", None), type):
+        aborts.append(typer.Abort)
+    return tuple(errors), tuple(aborts)
+
+
 def main() -> None:
     """Entry point: user errors exit 2 without a traceback, internal faults 1, Ctrl-C 130."""
     for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name must not crash a print
@@ -488,12 +507,11 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors and internal faults
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        click_error, abort = _click_classes()
+        if isinstance(exc, click_error):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if isinstance(exc, abort):
             sys.exit(130)
         if _state["debug"]:
             raise
