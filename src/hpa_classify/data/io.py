@@ -150,6 +150,22 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def read_file(path: Path, what: str = "file") -> bytes:
+    """The bytes of ``path``; a :class:`DataError` naming it when it is missing or unreadable.
+
+    >>> read_file(Path("/nonexistent/x.csv"), "CSV file")
+    Traceback (most recent call last):
+    ...
+    hpa_classify.errors.DataError: /nonexistent/x.csv: CSV file not found
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one channel file as a 2-D uint8 array.
 
@@ -163,12 +179,7 @@ def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
         PNG, JPEG or TIFF, or not one channel.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    data = read_file(path)
     if not data:
         raise DataError(f"{path}: empty file (0 bytes)")
     if data[:4] in TIFF_SIGNATURES:

@@ -35,6 +35,7 @@ from hpa_classify.data.io import (
     jpeg_size,
     load_sample,
     read_channel,
+    read_file,
     tiff_plane_shape,
 )
 from hpa_classify.errors import DataError, summarize_ids
@@ -115,12 +116,7 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
         empty Id, duplicate Ids, or a malformed Target.
     """
     path = Path(csv_path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: CSV file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    raw = read_file(path, "CSV file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
