@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SynthSummary",
     "class_probabilities",
-    "composite_rgb",
     "generate",
     "preview",
     "render_sample",
@@ -1552,25 +1551,12 @@ def _run_tasks(tasks: list, n_workers: int, progress: bool) -> None:
 # --------------------------------------------------------------------------- contact sheet
 
 
-def composite_rgb(image: np.ndarray) -> np.ndarray:
-    """RGB view of a ``(4, H, W)`` uint8 image: yellow added to red and green at half.
-
-    Examples
-    --------
-    >>> img = np.zeros((4, 2, 2), np.uint8); img[3] = 200
-    >>> composite_rgb(img)[0, 0].tolist()
-    [100, 100, 0]
-    """
-    red, green, blue, yellow = (image[i].astype(np.float32) for i in range(4))
-    rgb = np.stack([red + yellow / 2, green + yellow / 2, blue], axis=-1)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
 def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0) -> Path:
     """Write a contact sheet: one synthetic field per class, with that class alone as label.
 
     Each panel is titled with the class id and name and shows the RGB
-    composite (:func:`composite_rgb`) above the green channel alone.
+    composite (:func:`hpa_classify.analysis.plots.composite_rgb`, not
+    stretched) above the green channel alone.
 
     Parameters
     ----------
@@ -1589,6 +1575,8 @@ def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0) -> 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from hpa_classify.analysis.plots import composite_rgb
+
     out_png = Path(out_png)
     cols = 7
     rows = math.ceil(NUM_CLASSES / cols)
@@ -1599,7 +1587,7 @@ def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0) -> 
         image = render_sample([c], size, np.random.default_rng([seed, c]))
         r, col = divmod(c, cols)
         top = fig.add_subplot(grid[2 * r, col])
-        top.imshow(composite_rgb(image), interpolation="nearest")
+        top.imshow(composite_rgb(image, enhance=False), interpolation="nearest")
         top.set_title(f"{c} {CLASS_NAMES[c]}", fontsize=7)
         bottom = fig.add_subplot(grid[2 * r + 1, col])
         bottom.imshow(image[1], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
