@@ -55,39 +55,65 @@ def _peak_gib(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
 
 
-def pure_train(cfg, device: torch.device, batch: int, warm: int, steps: int) -> float:
-    """Images/s of training steps on a random batch already on the device."""
-    from hpa_classify.data.dataset import normalize, scaled_stats
-    from hpa_classify.models import build_model
+class _RandomBatch:
+    """A network and a random uint8 batch on ``device``, for timing compute alone.
 
-    model = build_model(cfg.model.name, "none", channels=cfg.data.channels).to(device)
-    cl = device.type == "cuda" and cfg.train.channels_last
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    if cfg.train.compile:
-        model = torch.compile(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    mean, std = scaled_stats(cfg.data.mean, cfg.data.std, cfg.data.channels)
-    s = cfg.data.size
-    xb = torch.randint(0, 256, (batch, len(cfg.data.channels), s, s), dtype=torch.uint8, device=device)
-    y = (torch.rand(batch, 28, device=device) < 0.1).float()
+    ``inputs()`` normalises the batch as training does (channels-last on CUDA
+    when the config asks), so the timed loop pays the same per-step work.
+    """
+
+    def __init__(self, cfg, device: torch.device, batch: int) -> None:
+        from hpa_classify.data.dataset import scaled_stats
+        from hpa_classify.models import build_model
+
+        self.device = device
+        self.model = build_model(cfg.model.name, "none", channels=cfg.data.channels).to(device)
+        self.channels_last = device.type == "cuda" and cfg.train.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.mean, self.std = scaled_stats(cfg.data.mean, cfg.data.std, cfg.data.channels)
+        s = cfg.data.size
+        self.xb = torch.randint(0, 256, (batch, len(cfg.data.channels), s, s), dtype=torch.uint8, device=device)
+
+    def inputs(self) -> torch.Tensor:
+        from hpa_classify.data.dataset import normalize
+
+        x = normalize(self.xb, self.mean, self.std)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+
+def _timed(device: torch.device, step, warm: int, steps: int, batch: int) -> float:
+    """Images/s of ``steps`` calls of ``step()`` after ``warm`` untimed ones."""
     t0 = 0.0
     for i in range(warm + steps):
         if i == warm:
             _sync(device)
             t0 = time.perf_counter()
-        x = normalize(xb, mean, std)
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x)
+        step()
+    _sync(device)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def pure_train(cfg, device: torch.device, batch: int, warm: int, steps: int) -> float:
+    """Images/s of training steps on a random batch already on the device."""
+    rb = _RandomBatch(cfg, device, batch)
+    model = torch.compile(rb.model) if cfg.train.compile else rb.model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    y = (torch.rand(batch, 28, device=device) < 0.1).float()
+
+    def step() -> None:
+        with rb.autocast():
+            logits = model(rb.inputs())
         loss = loss_fn(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    _sync(device)
-    return steps * batch / (time.perf_counter() - t0)
+
+    return _timed(device, step, warm, steps, batch)
 
 
 def pipeline_train(cfg, data, warm: int, steps: int, accelerator: str) -> float:
@@ -136,29 +162,15 @@ def pipeline_train(cfg, data, warm: int, steps: int, accelerator: str) -> float:
 
 def pure_predict(cfg, device: torch.device, batch: int, warm: int, steps: int) -> float:
     """Images/s of inference on a random batch already on the device."""
-    from hpa_classify.data.dataset import normalize, scaled_stats
-    from hpa_classify.models import build_model
+    rb = _RandomBatch(cfg, device, batch)
+    model = rb.model.eval()
 
-    model = build_model(cfg.model.name, "none", channels=cfg.data.channels).to(device).eval()
-    cl = device.type == "cuda" and cfg.train.channels_last
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    mean, std = scaled_stats(cfg.data.mean, cfg.data.std, cfg.data.channels)
-    s = cfg.data.size
-    xb = torch.randint(0, 256, (batch, len(cfg.data.channels), s, s), dtype=torch.uint8, device=device)
-    t0 = 0.0
+    def step() -> None:
+        with rb.autocast():
+            torch.sigmoid(model(rb.inputs()).float())
+
     with torch.inference_mode():
-        for i in range(warm + steps):
-            if i == warm:
-                _sync(device)
-                t0 = time.perf_counter()
-            x = normalize(xb, mean, std)
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                torch.sigmoid(model(x).float())
-    _sync(device)
-    return steps * batch / (time.perf_counter() - t0)
+        return _timed(device, step, warm, steps, batch)
 
 
 class _Counting(torch.nn.Module):
