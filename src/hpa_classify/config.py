@@ -195,7 +195,9 @@ class EvaluateConfig(_Strict):
     threshold_method: Literal["search", "prior", "fixed"] = "search"
     fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     pr_figures: bool = Field(
-        True, description="per-class precision-recall and label-count figures in reports (slow on a CPU)"
+        True,
+        description="figures drawn from labels and probabilities in reports: per-class precision-recall, "
+        "label counts and example images (slow on a CPU); the class-F1 and training-curve figures stay",
     )
 
 
