@@ -40,14 +40,18 @@ def test_quick_benchmark_prints_every_ablation(tmp_path: Path) -> None:
 
 def test_table_verdict_uses_the_larger_spread() -> None:
     runs = pd.DataFrame({
-        "ablation": ["default"] * 3 + ["random init"] * 3 + ["focal loss"],
-        "seed": [0, 1, 2, 0, 1, 2, 0],
-        "macro_f1": [0.50, 0.52, 0.54, 0.30, 0.32, 0.34, 0.51],
+        "ablation": ["default"] * 3 + ["random init"] * 3 + ["focal loss"] + ["no augmentation"] * 3,
+        "seed": [0, 1, 2, 0, 1, 2, 0, 1, 2, 3],
+        "macro_f1": [0.50, 0.52, 0.54, 0.30, 0.32, 0.34, 0.51, 0.55, 0.50, 0.10],
     })
     rows = _table_rows(markdown_table(runs))
-    assert rows["default"][3] == "0.520 ± 0.020"
+    assert rows["default"][3] == "0.520 ± 0.020" and rows["default"][7] == ""
     assert rows["random init"][5] == "+0.200" and rows["random init"][6].startswith("yes")
+    assert rows["random init"][7] == "3 of 3 seeds"
     assert rows["focal loss"][3] == "0.510 (one seed)" and rows["focal loss"][6].startswith("no")
+    assert rows["focal loss"][7] == "0 of 1 seed"  # seed 0: 0.50 vs 0.51
+    # paired only where seeds are shared (1 and 2; seed 3 has no default run): 0.52 < 0.55, 0.54 > 0.50
+    assert rows["no augmentation"][7] == "1 of 2 seeds"
     assert "RGB only" not in rows  # rows without runs are left out
 
 

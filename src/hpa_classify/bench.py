@@ -228,11 +228,16 @@ def markdown_table(runs: pd.DataFrame, ablations: Sequence[Ablation] = ABLATIONS
     ``runs`` has columns ``ablation``, ``seed`` and ``macro_f1`` (held out).
     "Default better by more than the spread" means: the default's mean exceeds
     the ablation's by more than the larger of the two seed standard deviations.
+    "Default better on" counts, over the seeds both have, those where the
+    default's run scores higher than the ablation's run with the same seed.
     """
-    default = summarize(runs.loc[runs["ablation"] == "default", "macro_f1"])
+    default_rows = runs[runs["ablation"] == "default"]
+    default = summarize(default_rows["macro_f1"])
+    default_by_seed = dict(zip(default_rows["seed"], default_rows["macro_f1"]))
     lines = [
-        "| recipe | change | seeds | held-out macro F1, mean ± std | min-max | default minus this | default better by more than the spread |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| recipe | change | seeds | held-out macro F1, mean ± std | min-max | default minus this "
+        "| default better by more than the spread | default better on |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for ab in ablations:
         rows = runs[runs["ablation"] == ab.name]
@@ -242,8 +247,11 @@ def markdown_table(runs: pd.DataFrame, ablations: Sequence[Ablation] = ABLATIONS
         seeds = ", ".join(str(int(x)) for x in rows["seed"])
         std = f" ± {_fmt(s.std)}" if s.n > 1 else " (one seed)"
         if ab.name == "default":
-            diff, verdict = "", ""
+            diff, verdict, paired = "", "", ""
         else:
+            pairs = [(default_by_seed[k], f) for k, f in zip(rows["seed"], rows["macro_f1"]) if k in default_by_seed]
+            wins = sum(d > f for d, f in pairs)
+            paired = f"{wins} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}" if pairs else "n/a (no shared seed)"
             d = default.mean - s.mean
             spread = max(default.std, s.std)
             diff = f"{d:+.3f}"
@@ -253,7 +261,7 @@ def markdown_table(runs: pd.DataFrame, ablations: Sequence[Ablation] = ABLATIONS
                 verdict = f"{'yes' if d > spread else 'no'} (spread {_fmt(spread)})"
         lines.append(
             f"| {ab.name} | {ab.change} | {seeds} | {_fmt(s.mean)}{std} | "
-            f"{_fmt(s.min)}-{_fmt(s.max)} | {diff} | {verdict} |"
+            f"{_fmt(s.min)}-{_fmt(s.max)} | {diff} | {verdict} | {paired} |"
         )
     return "\n".join(lines) + "\n"
 
