@@ -471,17 +471,15 @@ def _click_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseEx
     """Click's usage-error and abort classes: those of click itself and of the copy newer
     typer releases carry inside them (``typer._click``), which raises its own."""
     errors: list[type[BaseException]] = []
-    aborts: list[type[BaseException]] = []
+    aborts: list[type[BaseException]] = [typer.Abort]
     for name in ("click.exceptions", "typer._click.exceptions"):
         try:
             module = importlib.import_module(name)
         except ImportError:
             continue
         errors.append(module.ClickException)
-        if hasattr(module, "Abort"):
+        if hasattr(module, "Abort"):  # typer's bundled copy keeps Abort in typer.exceptions
             aborts.append(module.Abort)
-    if isinstance(getattr(typer, "Abort", None), type):
-        aborts.append(typer.Abort)
     return tuple(errors), tuple(aborts)
 
 
