@@ -63,9 +63,10 @@ class _RandomBatch:
     """
 
     def __init__(self, cfg, device: torch.device, batch: int) -> None:
-        from hpa_classify.data.dataset import scaled_stats
+        from hpa_classify.data.dataset import normalize, scaled_stats
         from hpa_classify.models import build_model
 
+        self.normalize = normalize  # resolved once, not on every timed step
         self.device = device
         self.model = build_model(cfg.model.name, "none", channels=cfg.data.channels).to(device)
         self.channels_last = device.type == "cuda" and cfg.train.channels_last
@@ -76,9 +77,7 @@ class _RandomBatch:
         self.xb = torch.randint(0, 256, (batch, len(cfg.data.channels), s, s), dtype=torch.uint8, device=device)
 
     def inputs(self) -> torch.Tensor:
-        from hpa_classify.data.dataset import normalize
-
-        x = normalize(self.xb, self.mean, self.std)
+        x = self.normalize(self.xb, self.mean, self.std)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self) -> torch.autocast:
