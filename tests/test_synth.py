@@ -17,8 +17,11 @@ from hpa_classify.classes import (
     NUM_CLASSES,
     parse_target,
 )
-from hpa_classify.data import _synth_stats as stats
+from hpa_classify.analysis.preview import preview
 from hpa_classify.data import synth
+from hpa_classify.data.synth import _stats as stats
+from hpa_classify.data.synth.image import render_field
+from hpa_classify.data.synth.writer import image_rng
 from hpa_classify.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------- embedded statistics
@@ -27,7 +30,7 @@ from hpa_classify.errors import ConfigError, DataError
 def test_embedded_statistics_agree_with_each_other() -> None:
     sets = [parse_target(text) for text, _ in stats.LABEL_SETS]
     weights = np.array([n for _, n in stats.LABEL_SETS])
-    assert weights.sum() == stats.N_IMAGES == KAGGLE2018_N_IMAGES
+    assert weights.sum() == KAGGLE2018_N_IMAGES
     assert len(set(map(tuple, sets))) == len(sets)
     counts = np.zeros(NUM_CLASSES, int)
     co = np.zeros((NUM_CLASSES, NUM_CLASSES), int)
@@ -36,7 +39,7 @@ def test_embedded_statistics_agree_with_each_other() -> None:
         counts[ids] += n
         co[np.ix_(ids, ids)] += n
         per_image[len(ids) - 1] += n
-    assert tuple(counts) == stats.CLASS_COUNTS == KAGGLE2018_CLASS_COUNTS
+    assert tuple(counts) == KAGGLE2018_CLASS_COUNTS
     assert tuple(per_image) == stats.LABELS_PER_IMAGE
     assert np.array_equal(co, np.array(stats.COOCCURRENCE))
 
@@ -54,14 +57,14 @@ def _multihot(sets: list[list[int]]) -> np.ndarray:
 def test_sample_labels_follow_real_statistics_at_alpha_1() -> None:
     n = 30_000
     hot = _multihot(synth.sample_labels(n, np.random.default_rng(0), class_alpha=1.0))
-    real_freq = np.array(stats.CLASS_COUNTS) / stats.N_IMAGES
+    real_freq = np.array(KAGGLE2018_CLASS_COUNTS) / KAGGLE2018_N_IMAGES
     freq = hot.mean(axis=0)
     # binomial standard error, with a floor for the rarest classes
     tolerance = 4 * np.sqrt(real_freq * (1 - real_freq) / n) + 2e-4
     assert np.all(np.abs(freq - real_freq) <= tolerance), np.round(freq - real_freq, 4)
 
     per_image = np.bincount(hot.sum(axis=1), minlength=6)[1:6] / n
-    real_per_image = np.array(stats.LABELS_PER_IMAGE) / stats.N_IMAGES
+    real_per_image = np.array(stats.LABELS_PER_IMAGE) / KAGGLE2018_N_IMAGES
     assert np.allclose(per_image, real_per_image, atol=0.015)
 
     # co-occurrence: P(b | a) for the well-populated classes
@@ -241,7 +244,7 @@ def test_plasma_membrane_green_lies_at_cell_edges() -> None:
 def test_mitotic_classes_force_dividing_cells() -> None:
     for c, kind in ((16, "daughter"), (17, "metaphase")):
         for seed in SEEDS:
-            _, fld = synth._render_field([c], 64, np.random.default_rng(seed))
+            _, fld = render_field([c], 64, np.random.default_rng(seed))
             assert any(cell.kind == kind for cell in fld.cells), (c, seed)
 
 
@@ -254,7 +257,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_generate_writes_kaggle_layout_deterministically(tmp_path: Path) -> None:
-    kwargs = dict(n_train=5, n_test=3, size=40, seed=3, min_per_class=0, progress=False)
+    kwargs = dict(n_train=5, n_test=3, size=40, seed=3, min_per_class=0)
     one = synth.generate(tmp_path / "one", workers=1, **kwargs)
     synth.generate(tmp_path / "two", workers=2, **kwargs)
     first, second = _tree(tmp_path / "one"), _tree(tmp_path / "two")
@@ -287,14 +290,13 @@ def test_generate_writes_kaggle_layout_deterministically(tmp_path: Path) -> None
     assert record["complete"] is True and record["seed"] == 3 and record["size"] == 40
 
     # image i is the one render_sample draws from the (seed, split, i) generator
-    again = synth.render_sample(train_sets[2], 40, synth._image_rng(3, "train", 2))
+    again = synth.render_sample(train_sets[2], 40, image_rng(3, "train", 2))
     assert np.array_equal(again[1], cv2.imread(str(root / "train" / "synth-000002_green.png"), 0))
 
 
 def test_generate_honours_min_per_class(tmp_path: Path) -> None:
     summary = synth.generate(
-        tmp_path / "d", n_train=40, n_test=30, size=32, class_alpha=1.0, min_per_class=1,
-        workers=1, progress=False,
+        tmp_path / "d", n_train=40, n_test=30, size=32, class_alpha=1.0, min_per_class=1, workers=1
     )
     assert min(summary.class_counts_train) >= 1
     assert min(summary.class_counts_test) >= 1
@@ -305,24 +307,24 @@ def test_generate_refuses_a_foreign_non_empty_folder(tmp_path: Path) -> None:
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
     with pytest.raises(DataError, match="mine"):
-        synth.generate(target, n_train=2, n_test=1, size=32, progress=False)
+        synth.generate(target, n_train=2, n_test=1, size=32)
     (target / "synth.json").write_text('{"generator": "someone else"}')
     with pytest.raises(DataError, match="mine"):
-        synth.generate(target, n_train=2, n_test=1, size=32, progress=False)
+        synth.generate(target, n_train=2, n_test=1, size=32)
     assert (target / "notes.txt").read_text() == "keep me"
 
 
 def test_generate_replaces_its_own_earlier_output(tmp_path: Path) -> None:
     target = tmp_path / "d"
-    synth.generate(target, n_train=4, n_test=2, size=32, min_per_class=0, workers=1, progress=False)
-    synth.generate(target, n_train=2, n_test=1, size=32, min_per_class=0, workers=1, progress=False)
+    synth.generate(target, n_train=4, n_test=2, size=32, min_per_class=0, workers=1)
+    synth.generate(target, n_train=2, n_test=1, size=32, min_per_class=0, workers=1)
     assert len(list((target / "train").iterdir())) == 2 * 4
     assert len(list((target / "test").iterdir())) == 1 * 4
     assert len(pd.read_csv(target / "train.csv")) == 2
 
 
 def test_preview_writes_a_png(tmp_path: Path) -> None:
-    out = synth.preview(tmp_path / "sheet.png", size=32, seed=1)
+    out = preview(tmp_path / "sheet.png", size=32, seed=1)
     assert out == tmp_path / "sheet.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cv2.imread(str(out)) is not None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hpa_classify.analysis.preview import preview
 from hpa_classify.data import synth
 
 #: (generate keyword arguments, SHA-256 over every file written).
@@ -50,5 +51,5 @@ def test_generate_writes_the_recorded_bytes(case: str, workers: int, tmp_path: P
 
 
 def test_preview_draws_the_recorded_sheet(tmp_path: Path) -> None:
-    out = synth.preview(tmp_path / "sheet.png", size=64, seed=1)
+    out = preview(tmp_path / "sheet.png", size=64, seed=1)
     assert hashlib.sha256(out.read_bytes()).hexdigest() == PREVIEW_SHA256

@@ -1,29 +1,22 @@
 """Label statistics of the Kaggle 2018 HPA training set, for the synthetic generator.
 
-Used by :mod:`hpa_classify.data.synth` to draw realistic label sets.
+Used by :mod:`hpa_classify.data.synth.labels` to draw realistic label sets.
 
 Counted once from the shared data file ``hpa_labels/kaggle2018_train.csv``
 (the Kaggle "Human Protein Atlas Image Classification" ``train.csv``: 31,072
 rows, columns ``Id,Target``). Nothing reads that file at run time; these
-numbers are the whole of what the synthetic generator knows about real labels.
+numbers, with the image and class counts in :mod:`hpa_classify.classes`
+(``KAGGLE2018_N_IMAGES``, ``KAGGLE2018_CLASS_COUNTS``), are the whole of what
+the synthetic generator knows about real labels.
 """
 
 from __future__ import annotations
-
-#: Rows (images) in the source file.
-N_IMAGES = 31072
-
-#: Images carrying each class 0-27 (equals ``classes.KAGGLE2018_CLASS_COUNTS``).
-CLASS_COUNTS: tuple[int, ...] = (
-    12885, 1254, 3621, 1561, 1858, 2513, 1008, 2822, 53, 45, 28, 1093, 688, 537, 1066,
-    21, 530, 210, 902, 1482, 172, 3777, 802, 2965, 322, 8228, 328, 11,
-)
 
 #: Images with exactly 1, 2, 3, ... labels (index 0 is one label).
 LABELS_PER_IMAGE: tuple[int, ...] = (15126, 12485, 3160, 299, 2)
 
 #: ``COOCCURRENCE[a][b]``: images carrying both class ``a`` and class ``b``
-#: (the diagonal is ``CLASS_COUNTS``).
+#: (the diagonal is ``classes.KAGGLE2018_CLASS_COUNTS``).
 COOCCURRENCE: tuple[tuple[int, ...], ...] = (
     (
         12885, 600, 1735, 571, 97, 806, 89, 1092, 5, 0, 0, 259, 200, 178, 217,
