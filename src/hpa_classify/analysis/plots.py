@@ -1,13 +1,8 @@
-"""Figures of a dataset analysis, and the RGB composite every image view uses.
+"""Figures of a dataset analysis: class frequency, labels per image, co-occurrence,
+channel histograms and montages.
 
-Drawn on :class:`matplotlib.figure.Figure` with its own Agg canvas (no pyplot
-state) through :func:`hpa_classify.evaluate.report.new_figure`, and saved
-atomically with :func:`~hpa_classify.evaluate.report.save_figure`.
-
-Images are shown the HPA way: red = microtubules, green = the protein,
-blue = nucleus, and yellow (endoplasmic reticulum) added at half strength to
-red and green. HPA fields are dark (mean pixel about 0.05 of full scale), so
-each channel is stretched to its own 99.9th percentile for display.
+Drawn through :mod:`hpa_classify.render` (own Agg canvas, atomic PNG); images
+are shown with :func:`hpa_classify.render.composite.composite_rgb`.
 """
 
 from __future__ import annotations
@@ -18,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import LogNorm
 
 from hpa_classify.analysis.stats import LabelStats, PixelStats
 from hpa_classify.classes import CHANNEL_STAINS, CHANNELS, CLASS_NAMES
-from hpa_classify.evaluate.report import DPI, new_figure, save_figure
+from hpa_classify.render.composite import GAP, mosaic
+from hpa_classify.render.figures import DPI, new_figure, save_figure
 
 #: Line colour of each channel in plots (yellow darkened to show on white).
 CHANNEL_COLORS: dict[str, str] = {
@@ -32,69 +29,8 @@ CHANNEL_COLORS: dict[str, str] = {
 }
 _BAR = "#4c72b0"
 _RARE = "#d62728"
-_GAP = 2  # px between montage tiles
-_EMPTY = 235  # grey of an empty montage tile
 
 
-def stretch(plane: np.ndarray, percentile: float = 99.9) -> np.ndarray:
-    """Scale a uint8 plane so that its ``percentile`` maps to 255 (display only).
-
-    >>> stretch(np.array([[0, 10], [20, 40]], np.uint8), 100).tolist()
-    [[0, 64], [128, 255]]
-    """
-    hi = float(np.percentile(plane, percentile)) if plane.size else 0.0
-    if hi <= 0:
-        return plane.astype(np.uint8)
-    return np.clip(plane.astype(np.float32) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
-
-
-def composite_rgb(image: np.ndarray, enhance: bool = True) -> np.ndarray:
-    """RGB view ``(H, W, 3)`` of a ``(4, H, W)`` uint8 sample; yellow adds to red and green.
-
-    Parameters
-    ----------
-    image : ndarray, shape (4, H, W)
-        Channels red, green, blue, yellow.
-    enhance : bool, default True
-        Stretch each channel with :func:`stretch` first.
-
-    Examples
-    --------
-    >>> img = np.zeros((4, 1, 1), np.uint8); img[3] = 200; img[2] = 50
-    >>> composite_rgb(img, enhance=False)[0, 0].tolist()
-    [100, 100, 50]
-    """
-    planes = [stretch(p) if enhance else p for p in image]
-    red, green, blue, yellow = (p.astype(np.float32) for p in planes)
-    rgb = np.stack([red + yellow / 2, green + yellow / 2, blue], axis=-1)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
-
-
-def green_view(image: np.ndarray, enhance: bool = True) -> np.ndarray:
-    """The protein (green) channel of a ``(4, H, W)`` sample as a grey ``(H, W, 3)`` image."""
-    green = stretch(image[CHANNELS.index("green")]) if enhance else image[CHANNELS.index("green")]
-    return np.repeat(green[..., None], 3, axis=-1)
-
-
-def mosaic(rows: Sequence[Sequence[np.ndarray]], columns: int, tile: int) -> np.ndarray:
-    """Tile RGB images ``(tile, tile, 3)`` into rows of ``columns``, grey where a row is short.
-
-    >>> mosaic([[np.zeros((4, 4, 3), np.uint8)], []], columns=2, tile=4).shape
-    (10, 10, 3)
-    """
-    step = tile + _GAP
-    out = np.full((len(rows) * step - _GAP, columns * step - _GAP, 3), 255, np.uint8)
-    for r, images in enumerate(rows):
-        for c in range(columns):
-            y, x = r * step, c * step
-            if c < len(images):
-                out[y : y + tile, x : x + tile] = images[c]
-            else:
-                out[y : y + tile, x : x + tile] = _EMPTY
-    return out
-
-
-# ----------------------------------------------------------------------------- label figures
 
 
 def compact_count(n: int) -> str:
@@ -178,8 +114,6 @@ def plot_labels_per_image(stats: LabelStats, out_png: str | os.PathLike[str]) ->
 
 def plot_cooccurrence(stats: LabelStats, out_png: str | os.PathLike[str]) -> Path:
     """Two heatmaps: images with both classes (log colour), and ``P(j | i)`` (diagonal left out)."""
-    from matplotlib.colors import LogNorm
-
     n = len(stats.counts)
     counts = stats.cooccurrence.astype(np.float64)
     cond = stats.conditional()
@@ -279,7 +213,7 @@ def plot_montage(
     fig.set_layout_engine("none")
     ax = fig.add_axes((label_px / w_px, pad / h_px, grid.shape[1] / w_px, grid.shape[0] / h_px))
     ax.imshow(grid, interpolation="nearest")
-    step = tile + _GAP
+    step = tile + GAP
     ax.set_yticks([r * step + tile / 2 for r in range(len(rows))], [label for label, _ in rows],
                   fontsize=8)
     ax.set_xticks([])

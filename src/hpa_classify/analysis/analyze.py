@@ -12,7 +12,7 @@ import html
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from hpa_classify.analysis import plots
 from hpa_classify.analysis.stats import (
     DuplicateGroup,
     LabelStats,
-    PixelPass,
     duplicate_samples,
     file_formats,
     find_duplicate_files,
@@ -34,8 +33,10 @@ from hpa_classify.analysis.stats import (
 from hpa_classify.classes import CHANNEL_STAINS, CHANNELS, CLASS_NAMES
 from hpa_classify.data.layout import Dataset, load_dataset, validate
 from hpa_classify.errors import DataError
-from hpa_classify.evaluate.report import figure_html, format_value, html_document, html_table
+from hpa_classify.render.composite import composite_rgb, green_view
+from hpa_classify.render.html import figure_html, format_value, html_document, html_table
 from hpa_classify.fileio import write_json, write_text
+from hpa_classify.progress import Progress, open_task
 
 log = logging.getLogger(__name__)
 
@@ -144,32 +145,6 @@ def _warnings(
     return out
 
 
-class _Progress:
-    """A rich progress bar, or nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True)
-            self._bar.__enter__()
-        return self
-
-    def task(self, description: str, total: int) -> Any:
-        if self._bar is None:
-            return lambda n: None
-        task_id = self._bar.add_task(description, total=total)
-        return lambda n: self._bar.advance(task_id, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
 def analyze(
     data: str | os.PathLike[str] | Dataset,
     out_dir: str | os.PathLike[str],
@@ -181,7 +156,7 @@ def analyze(
     thumb_size: int = 96,
     seed: int = 0,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> Analysis:
     """Analyse a dataset and write the report, ``stats.json`` and ``normalization.yaml``.
 
@@ -208,8 +183,8 @@ def analyze(
         Seed of the random choices (same seed, same report).
     workers : int, optional
         Threads for reading and hashing files.
-    progress : bool
-        Show progress bars.
+    progress : Progress, optional
+        Reports the image pass.
 
     Returns
     -------
@@ -247,60 +222,14 @@ def analyze(
             labels, fig_dir / "labels_per_image.png")
         figures["cooccurrence"] = plots.plot_cooccurrence(labels, fig_dir / "cooccurrence.png")
 
-    problems: list[tuple[str, str]] = []
-    duplicates: list[DuplicateGroup] = []
-    dup_samples: list[list[str]] = []
-    pixel_pass: PixelPass | None = None
-    normalization: Path | None = None
     if images_found:
-        report = validate(ds, workers=workers or 8)
-        problems = list(report.problems)
-        bad = set(report.bad_ids)
-        valid = [i for i, sample_id in enumerate(ds.ids) if sample_id not in bad]
-        duplicates = find_duplicate_files(ds.ids, ds.files, workers=workers)
-        dup_samples = duplicate_samples(duplicates)
-        stats_index = random_subset(len(valid), max_images, seed)
-        stats_index = [valid[i] for i in stats_index]
-        picks = montage_picks(ds.labels, valid, per_class, seed) if per_class else {}
-        thumb_index = sorted({i for idx in picks.values() for i in idx})
-        todo = len(set(stats_index) | set(thumb_index))
-        with _Progress(progress) as bar:
-            pixel_pass = read_pixels(
-                ds.ids, ds.files, stats_index, thumb_index, thumb_size, workers,
-                bar.task(f"reading {todo} images", todo),
-            )
-        problems += pixel_pass.problems
-        stats["images"] = {
-            "samples_with_files": sum(1 for f in ds.files if f),
-            "valid_samples": len(valid) - len(pixel_pass.problems),
-            "sizes": [{"width": w, "height": h, "count": n}
-                      for (w, h), n in sorted(report.sizes.items(), key=lambda kv: -kv[1])],
-            "formats": file_formats(ds.files),
-            "pixels": pixel_pass.pixels.to_json() if pixel_pass.pixels else None,
-        }
-        if pixel_pass.pixels is not None:
-            px = pixel_pass.pixels
-            figures["channel_histograms"] = plots.plot_channel_histograms(
-                px, fig_dir / "channel_histograms.png")
-            normalization = write_text(
-                out / "normalization.yaml",
-                normalization_yaml(px.mean, px.std, str(ds.csv_path), px.n_images),
-            )
-        rows_rgb, rows_green = _montage_rows(picks, pixel_pass.thumbnails, labels)
-        stats["images"]["montage"] = {
-            "classes_shown": [c for c, idx in picks.items() if idx and c >= 0],
-            "examples": {str(c): [ds.ids[i] for i in idx] for c, idx in picks.items() if idx},
-        }
-        if rows_rgb:
-            columns = max(len(images) for _, images in rows_rgb)
-            figures["montage_rgb"] = plots.plot_montage(
-                rows_rgb, fig_dir / "montage_rgb.png", columns,
-                "Examples per class: RGB composite (yellow ER added to red and green)")
-            figures["montage_green"] = plots.plot_montage(
-                rows_green, fig_dir / "montage_green.png", columns,
-                "Examples per class: green channel (protein of interest) alone")
+        part = _image_pass(ds, out, labels, stats, figures, max_images, per_class, thumb_size, seed,
+                           workers, progress)
     else:
         stats["images"] = None
+        part = _ImagePart()
+    problems, duplicates, dup_samples, normalization = (
+        part.problems, part.duplicates, part.dup_samples, part.normalization)
 
     bad_ids = list(dict.fromkeys(i for i, _ in problems))
     stats["invalid"] = {
@@ -325,6 +254,73 @@ def analyze(
                     normalization=normalization, figures=figures, stats=stats)
 
 
+@dataclass
+class _ImagePart:
+    """What the image pass of :func:`analyze` found."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[DuplicateGroup] = field(default_factory=list)
+    dup_samples: list[list[str]] = field(default_factory=list)
+    normalization: Path | None = None
+
+
+def _image_pass(
+    ds: Dataset, out: Path, labels: LabelStats | None, stats: dict[str, Any], figures: dict[str, Path],
+    max_images: int, per_class: int, thumb_size: int, seed: int, workers: int | None,
+    progress: Progress | None,
+) -> _ImagePart:
+    """Validate, hash and read the images; fill ``stats["images"]`` and ``figures``."""
+    fig_dir = out / "figures"
+    normalization: Path | None = None
+    report = validate(ds, workers=workers or 8)
+    problems = list(report.problems)
+    bad = set(report.bad_ids)
+    valid = [i for i, sample_id in enumerate(ds.ids) if sample_id not in bad]
+    duplicates = find_duplicate_files(ds.ids, ds.files, workers=workers)
+    dup_samples = duplicate_samples(duplicates)
+    stats_index = random_subset(len(valid), max_images, seed)
+    stats_index = [valid[i] for i in stats_index]
+    picks = montage_picks(ds.labels, valid, per_class, seed) if per_class else {}
+    thumb_index = sorted({i for idx in picks.values() for i in idx})
+    todo = len(set(stats_index) | set(thumb_index))
+    task = open_task(progress, f"reading {todo} images", todo)
+    try:
+        pixel_pass = read_pixels(ds.ids, ds.files, stats_index, thumb_index, thumb_size, workers, task.advance)
+    finally:
+        task.close()
+    problems += pixel_pass.problems
+    stats["images"] = {
+        "samples_with_files": sum(1 for f in ds.files if f),
+        "valid_samples": len(valid) - len(pixel_pass.problems),
+        "sizes": [{"width": w, "height": h, "count": n}
+                  for (w, h), n in sorted(report.sizes.items(), key=lambda kv: -kv[1])],
+        "formats": file_formats(ds.files),
+        "pixels": pixel_pass.pixels.to_json() if pixel_pass.pixels else None,
+    }
+    if pixel_pass.pixels is not None:
+        px = pixel_pass.pixels
+        figures["channel_histograms"] = plots.plot_channel_histograms(
+            px, fig_dir / "channel_histograms.png")
+        normalization = write_text(
+            out / "normalization.yaml",
+            normalization_yaml(px.mean, px.std, str(ds.csv_path), px.n_images),
+        )
+    rows_rgb, rows_green = _montage_rows(picks, pixel_pass.thumbnails, labels)
+    stats["images"]["montage"] = {
+        "classes_shown": [c for c, idx in picks.items() if idx and c >= 0],
+        "examples": {str(c): [ds.ids[i] for i in idx] for c, idx in picks.items() if idx},
+    }
+    if rows_rgb:
+        columns = max(len(images) for _, images in rows_rgb)
+        figures["montage_rgb"] = plots.plot_montage(
+            rows_rgb, fig_dir / "montage_rgb.png", columns,
+            "Examples per class: RGB composite (yellow ER added to red and green)")
+        figures["montage_green"] = plots.plot_montage(
+            rows_green, fig_dir / "montage_green.png", columns,
+            "Examples per class: green channel (protein of interest) alone")
+    return _ImagePart(problems, duplicates, dup_samples, normalization)
+
+
 def _montage_rows(
     picks: dict[int, list[int]],
     thumbs: dict[int, np.ndarray],
@@ -341,8 +337,8 @@ def _montage_rows(
         else:
             n = int(labels.counts[c]) if labels is not None else 0
             label = f"{c} {CLASS_NAMES[c]} (n={n:,})"
-        rows_rgb.append((label, [plots.composite_rgb(t) for t in shown]))
-        rows_green.append((label, [plots.green_view(t) for t in shown]))
+        rows_rgb.append((label, [composite_rgb(t) for t in shown]))
+        rows_green.append((label, [green_view(t) for t in shown]))
     return rows_rgb, rows_green
 
 
@@ -389,41 +385,57 @@ def _render(
         body.append(html_table(["id", "class", "images", "share"], rows,
                                [True, False, True, True]))
 
-    images = stats["images"]
-    if images:
-        body.append("<h2>Images</h2>")
-        sizes = [[f"{s['width']}x{s['height']}", f"{s['count']:,}"] for s in images["sizes"]]
-        body.append("<h3>Sizes (valid samples) and file formats (channel files)</h3>")
-        body.append(html_table(["size", "samples"], sizes or [["-", "0"]], [False, True]))
-        body.append(html_table(["format", "files"],
-                               [[k, f"{v:,}"] for k, v in images["formats"].items()],
-                               [False, True]))
-        if "channel_histograms" in figures:
-            body.append("<h3>Intensity</h3>")
-            body.append(figure_html(figures["channel_histograms"], FIGURES["channel_histograms"]))
-            ch = images["pixels"]["channels"]
-            body.append(html_table(
-                ["channel", "stains", "mean", "std"],
-                [[c, CHANNEL_STAINS[c], f"{ch[c]['mean']:.4f}", f"{ch[c]['std']:.4f}"]
-                 for c in CHANNELS],
-                [False, False, True, True]))
-        if normalization is not None:
-            mean = np.array([images["pixels"]["channels"][c]["mean"] for c in CHANNELS])
-            std = np.array([images["pixels"]["channels"][c]["std"] for c in CHANNELS])
-            body.append(
-                f"<p>Saved as <code>{esc(normalization.name)}</code> beside this report; train "
-                f"with these values by <code>hpa train DATA --config {esc(normalization.name)}"
-                f"</code> or <code>{esc(_set_overrides(mean, std))}</code>:</p>")
-            body.append(f"<pre>{esc(normalization.read_text(encoding='utf-8'))}</pre>")
-        for key in ("montage_rgb", "montage_green"):
-            if key in figures:
-                body.append(figure_html(figures[key], FIGURES[key]))
-        if labels is not None and "montage" in images:
-            shown = set(images["montage"]["classes_shown"])
-            missing = [f"{c} {CLASS_NAMES[c]}" for c in range(len(CLASS_NAMES)) if c not in shown]
-            if missing:
-                body.append(f"<p>No valid image to show for: {esc(', '.join(missing))}.</p>")
+    if stats["images"]:
+        body += _images_html(stats["images"], figures, labels, normalization)
+    body += _problems_html(stats)
+    title = f"Dataset analysis: {ds.csv_path.name}"
+    return html_document(title, body, css=_EXTRA_CSS)
 
+
+def _images_html(
+    images: dict[str, Any], figures: dict[str, Path], labels: LabelStats | None, normalization: Path | None
+) -> list[str]:
+    """The report's Images section: sizes, formats, intensity, normalisation, montages."""
+    esc = html.escape
+    body: list[str] = []
+    body.append("<h2>Images</h2>")
+    sizes = [[f"{s['width']}x{s['height']}", f"{s['count']:,}"] for s in images["sizes"]]
+    body.append("<h3>Sizes (valid samples) and file formats (channel files)</h3>")
+    body.append(html_table(["size", "samples"], sizes or [["-", "0"]], [False, True]))
+    body.append(html_table(["format", "files"],
+                           [[k, f"{v:,}"] for k, v in images["formats"].items()],
+                           [False, True]))
+    if "channel_histograms" in figures:
+        body.append("<h3>Intensity</h3>")
+        body.append(figure_html(figures["channel_histograms"], FIGURES["channel_histograms"]))
+        ch = images["pixels"]["channels"]
+        body.append(html_table(
+            ["channel", "stains", "mean", "std"],
+            [[c, CHANNEL_STAINS[c], f"{ch[c]['mean']:.4f}", f"{ch[c]['std']:.4f}"]
+             for c in CHANNELS],
+            [False, False, True, True]))
+    if normalization is not None:
+        mean = np.array([images["pixels"]["channels"][c]["mean"] for c in CHANNELS])
+        std = np.array([images["pixels"]["channels"][c]["std"] for c in CHANNELS])
+        body.append(
+            f"<p>Saved as <code>{esc(normalization.name)}</code> beside this report; train "
+            f"with these values by <code>hpa train DATA --config {esc(normalization.name)}"
+            f"</code> or <code>{esc(_set_overrides(mean, std))}</code>:</p>")
+        body.append(f"<pre>{esc(normalization.read_text(encoding='utf-8'))}</pre>")
+    for key in ("montage_rgb", "montage_green"):
+        if key in figures:
+            body.append(figure_html(figures[key], FIGURES[key]))
+    if labels is not None and "montage" in images:
+        shown = set(images["montage"]["classes_shown"])
+        missing = [f"{c} {CLASS_NAMES[c]}" for c in range(len(CLASS_NAMES)) if c not in shown]
+        if missing:
+            body.append(f"<p>No valid image to show for: {esc(', '.join(missing))}.</p>")
+    return body
+
+
+def _problems_html(stats: dict[str, Any]) -> list[str]:
+    """The report's sections on invalid samples and byte-identical files."""
+    body: list[str] = []
     invalid = stats["invalid"]
     if invalid["count"]:
         body.append(f"<h2>Invalid samples ({invalid['count']:,})</h2>")
@@ -441,5 +453,4 @@ def _render(
                 for g in dups["file_groups"][:_HTML_ROWS]]
         body.append(html_table(["sha256", "bytes", "files (Id channel)"], rows,
                                [False, True, False]))
-    title = f"Dataset analysis: {ds.csv_path.name}"
-    return html_document(title, body, css=_EXTRA_CSS)
+    return body
