@@ -9,7 +9,7 @@ For each input side it trains a run for one step on synthetic 512 px images
 (the weights do not change the speed), then times, in one process and
 alternating between the backends so that a busy machine slows both alike:
 
-* ``predict``: :func:`hpa_classify.predict.predict_run`, what ``hpa predict``
+* ``predict``: :func:`hpa_classify.workflows.submission.predict_run`, what ``hpa predict``
   calls after loading the data: PNG decoding and resizing (in
   ``data.num_workers`` worker processes), the model, TTA x1, thresholds, the
   submission and probability files;
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from hpa_classify.config import load_config
     from hpa_classify.data.layout import load_dataset
     from hpa_classify.data.synth import generate
-    from hpa_classify.export import load_predictor
-    from hpa_classify.predict import predict_run
-    from hpa_classify.runs import open_run
-    from hpa_classify.train.run import train
+    from hpa_classify.inference.onnx import load_predictor
+    from hpa_classify.workflows.submission import predict_run
+    from hpa_classify.inference.runs import open_run
+    from hpa_classify.train.single import train_run as train
 
     tmp = None
     if args.work is None:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.work / f"synth512-{args.n}"
     if not (root / "train.csv").is_file():
         print(f"generating {args.n} synthetic images at 512 px ...", file=sys.stderr)
-        generate(root, n_train=args.n, n_test=0, size=512, seed=0, min_per_class=0, progress=False)
+        generate(root, n_train=args.n, n_test=0, size=512, seed=0, min_per_class=0)
     data = load_dataset(root)
 
     rows = []
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 "data.batch_size=8", "data.num_workers=0", "train.epochs=1", "train.limit_train_batches=1",
                 "predict.tta=1", "evaluate.pr_figures=false", "train.accelerator=cpu",
             ])
-            train(cfg, data, run_dir, force=True, progress=False)
+            train(cfg, data, run_dir, force=True)
             cfg_path = run_dir / "config.yaml"
             cfg_path.write_text(cfg_path.read_text().replace("num_workers: 0", f"num_workers: {args.workers}"))
         run = open_run(run_dir)
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.randn(32, len(run.cfg.data.channels), size, size)
         rates: dict[str, dict[str, list[float]]] = {b: {"predict": [], "model": []} for b in models}
         for backend in models:  # warm-up: worker start, first-call allocations
-            predict_run(run, data, args.work / "sub.csv", tta=1, progress=False, backend=backend)
+            predict_run(run, data, args.work / "sub.csv", tta=1, backend=backend)
         for _ in range(args.repeats):
             for backend, model in models.items():
                 t0 = time.perf_counter()
-                predict_run(run, data, args.work / f"sub-{backend}.csv", tta=1, progress=False, backend=backend)
+                predict_run(run, data, args.work / f"sub-{backend}.csv", tta=1, backend=backend)
                 rates[backend]["predict"].append(len(data) / (time.perf_counter() - t0))
                 with torch.inference_mode():
                     t0 = time.perf_counter()

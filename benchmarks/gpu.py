@@ -17,7 +17,7 @@ For each model, in one process on one GPU:
   core, pinned memory, persistent workers;
 * **predict, pure compute**: the network in eval mode, bf16 autocast, on a
   random batch already on the GPU;
-* **predict, pipeline**: :func:`hpa_classify.predict.predict_probs` on the
+* **predict, pipeline**: :func:`hpa_classify.inference.predict.predict_probs` on the
   packed cache (TTA x1).
 
 Rates are images/s after warm-up steps; the ratio pipeline / pure compute is
@@ -192,10 +192,10 @@ class _Counting(torch.nn.Module):
 def pipeline_predict(cfg, data, device: torch.device, batch: int, warm: int, workers: int) -> float:
     """Images/s of :func:`predict_probs` on ``data`` after ``warm`` batches."""
     from hpa_classify.models import build_model
-    from hpa_classify.predict import predict_probs
+    from hpa_classify.inference.predict import predict_probs
 
     model = _Counting(build_model(cfg.model.name, "none", channels=cfg.data.channels), warm)
-    predict_probs(model, data, cfg, tta=1, batch_size=batch, num_workers=workers, device=device, progress=False)
+    predict_probs(model, data, cfg, tta=1, batch_size=batch, num_workers=workers, device=device)
     return model.images / (time.perf_counter() - model.t0)
 
 
@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     root = args.work / f"synth{args.size}-{args.n}"
     if not (root / "train.csv").is_file():
         print(f"generating {args.n} synthetic samples at {args.size} px ...", file=sys.stderr)
-        generate(root, n_train=args.n, n_test=0, size=args.size, seed=0, min_per_class=0, progress=False)
+        generate(root, n_train=args.n, n_test=0, size=args.size, seed=0, min_per_class=0)
     cache = args.work / f"pack{args.size}-{args.n}"
-    pack(load_dataset(root), cache, size=args.size, workers=args.workers, progress=False)
+    pack(load_dataset(root), cache, size=args.size, workers=args.workers)
     packed = open_pack(cache)
     # many epochs' worth of rows in one epoch: no epoch boundary inside the timed steps
     repeat = max(1, -(-(args.warm + args.steps + 2) * max(args.batch, args.predict_batch) // len(packed)))

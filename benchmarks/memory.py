@@ -17,7 +17,7 @@ those samples' files (distinct Ids and files, the same pixels), which keeps
 the generation to a minute on two cores. Training runs ``--steps`` batches
 of one epoch (``train.limit_train_batches``) then validates, predicts the
 validation split and evaluates as every run does; prediction runs
-:func:`hpa_classify.predict.predict_run` over the whole set with TTA x1.
+:func:`hpa_classify.workflows.submission.predict_run` over the whole set with TTA x1.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _make_sets(work: Path, small: int, large: int, size: int) -> tuple[Path, Pat
     base = work / f"synth{size}-{small}"
     if not (base / "train.csv").is_file():
         print(f"generating {small} synthetic samples at {size} px ...", file=sys.stderr)
-        generate(base, n_train=small, n_test=0, size=size, seed=0, min_per_class=0, progress=False)
+        generate(base, n_train=small, n_test=0, size=size, seed=0, min_per_class=0)
     big = work / f"linked{size}-{large}"
     if not (big / "train.csv").is_file():
         import csv
@@ -74,9 +74,9 @@ def _case(kind: str, data: Path, out: Path, size: int, steps: int, batch: int) -
     torch.set_num_threads(1)  # speed only: two threads on a shared two-core machine crawl
     from hpa_classify.config import load_config
     from hpa_classify.data.layout import checked, load_dataset
-    from hpa_classify.predict import predict_run
-    from hpa_classify.runs import open_run
-    from hpa_classify.train.run import train
+    from hpa_classify.workflows.submission import predict_run
+    from hpa_classify.inference.runs import open_run
+    from hpa_classify.train.single import train_run as train
 
     t0 = time.perf_counter()
     if kind == "train":
@@ -85,10 +85,10 @@ def _case(kind: str, data: Path, out: Path, size: int, steps: int, batch: int) -
             f"train.limit_train_batches={steps}", "predict.tta=1", "evaluate.pr_figures=false",
             "train.accelerator=cpu",
         ])
-        train(cfg, checked(load_dataset(data)), out, force=True, progress=False)
+        train(cfg, checked(load_dataset(data)), out, force=True)
     else:
         ds = checked(load_dataset(data))
-        predict_run(open_run(out), ds, out.parent / f"sub-{len(ds)}.csv", tta=1, progress=False)
+        predict_run(open_run(out), ds, out.parent / f"sub-{len(ds)}.csv", tta=1)
     seconds = time.perf_counter() - t0
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

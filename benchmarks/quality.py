@@ -5,7 +5,7 @@ The same as ``hpa bench quality``; every option passes through::
     python benchmarks/quality.py --threads 1          # the full table
     python benchmarks/quality.py --quick -o /tmp/bq   # a smoke run
 
-The logic lives in :mod:`hpa_classify.bench`.
+The logic lives in :mod:`hpa_classify.workflows.quality`.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hpa_classify.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth") / "data"
-    generate(root, n_train=64, n_test=16, size=64, seed=3, min_per_class=0, workers=2, progress=False)
+    generate(root, n_train=64, n_test=16, size=64, seed=3, min_per_class=0, workers=2)
     return root
 
 
@@ -89,10 +89,10 @@ def train_in_process(data_root: Path, config: Path, run_dir: Path) -> Path:
     """Train the deterministic config through the package (no subprocess start-up)."""
     from hpa_classify.config import load_config
     from hpa_classify.data.layout import checked, load_dataset
-    from hpa_classify.train.run import train
+    from hpa_classify.train.single import train_run as train
 
     cfg = load_config(config)
-    train(cfg, checked(load_dataset(data_root)), run_dir, progress=False)
+    train(cfg, checked(load_dataset(data_root)), run_dir)
     return run_dir
 
 
@@ -150,5 +150,5 @@ def kfold_run(synth_root: Path, external_root: Path, tmp_path_factory: pytest.Te
     data = checked(load_dataset(synth_root))
     external = checked(load_dataset(external_root / "external.csv"))
     run = tmp_path_factory.mktemp("kfold") / "kf3"
-    train_kfold(cfg, data, run, folds=3, external=external, progress=False)
+    train_kfold(cfg, data, run, folds=3, external=external)
     return run

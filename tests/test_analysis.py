@@ -13,7 +13,7 @@ import pytest
 
 from conftest import hpa
 from helpers import KAGGLE2018_TRAIN_CSV, KAGGLE_LAYOUT, make_dataset, truncate, write_table
-from hpa_classify.analysis.report import analyze
+from hpa_classify.analysis.analyze import analyze
 from hpa_classify.analysis.stats import (
     PixelStats,
     channel_histograms,
@@ -98,7 +98,7 @@ def messy(tmp_path: Path) -> Path:
 
 def test_analyze_writes_report_stats_and_normalization(messy: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = analyze(messy, out, max_images=100, min_count=2, per_class=3, progress=False)
+    result = analyze(messy, out, max_images=100, min_count=2, per_class=3)
     stats = json.loads((out / "stats.json").read_text())
     assert stats == json.loads(json.dumps(result.stats))
     assert stats["labels"]["n_images"] == 8
@@ -134,7 +134,7 @@ def test_analyze_writes_report_stats_and_normalization(messy: Path, tmp_path: Pa
 
 def test_analyze_label_table_alone(tmp_path: Path) -> None:
     csv = write_table(tmp_path / "labels" / "train.csv", ["a", "b", "c"], [[0], [0, 1], [5]])
-    result = analyze(csv, tmp_path / "out", progress=False)
+    result = analyze(csv, tmp_path / "out")
     assert result.stats["images"] is None and result.normalization is None
     assert set(result.figures) == {"class_frequency", "labels_per_image", "cooccurrence"}
     assert any("label sections only" in w for w in result.warnings)
@@ -145,7 +145,7 @@ def test_analyze_without_labels_shows_random_samples(tmp_path: Path) -> None:
     root = tmp_path / "unlabelled"
     make_dataset(root / "train.csv", root, n=3)
     write_table(root / "train.csv", ["s0", "s1", "s2"], None)  # Id column only
-    result = analyze(root, tmp_path / "out", progress=False)
+    result = analyze(root, tmp_path / "out")
     assert result.stats["labels"] is None
     assert result.stats["images"]["montage"]["examples"]["-1"]
     assert "montage_rgb" in result.figures and "class_frequency" not in result.figures
@@ -154,7 +154,7 @@ def test_analyze_without_labels_shows_random_samples(tmp_path: Path) -> None:
 def test_analyze_with_neither_labels_nor_images_is_an_error(tmp_path: Path) -> None:
     csv = write_table(tmp_path / "ids.csv", ["a", "b"], None)
     with pytest.raises(DataError, match="nothing to analyse"):
-        analyze(csv, tmp_path / "out", progress=False)
+        analyze(csv, tmp_path / "out")
 
 
 def test_cli_analyze_on_synthetic_data(synth_root: Path, tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ def test_cli_analyze_bad_csv_is_named(tmp_path: Path) -> None:
                     reason=f"real label table not found at {KAGGLE2018_TRAIN_CSV}")
 def test_real_label_table_in_under_10_seconds(tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    result = analyze(KAGGLE2018_TRAIN_CSV, tmp_path / "out", progress=False)
+    result = analyze(KAGGLE2018_TRAIN_CSV, tmp_path / "out")
     seconds = time.perf_counter() - t0
     assert seconds < 10, f"analyse took {seconds:.1f} s"
     labels = result.stats["labels"]
@@ -196,7 +196,7 @@ def test_real_label_table_in_under_10_seconds(tmp_path: Path) -> None:
 @pytest.mark.realdata
 @pytest.mark.skipif(not KAGGLE_LAYOUT.is_dir(), reason=f"real HPA samples not found at {KAGGLE_LAYOUT}")
 def test_real_samples_reproduce_the_default_normalisation(tmp_path: Path) -> None:
-    result = analyze(KAGGLE_LAYOUT, tmp_path / "out", progress=False)
+    result = analyze(KAGGLE_LAYOUT, tmp_path / "out")
     stats = result.stats
     assert stats["invalid"]["count"] == 0 and stats["duplicates"]["n_file_groups"] == 0
     assert stats["images"]["sizes"] == [{"width": 512, "height": 512, "count": 8}]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import hpa
-from hpa_classify.bench import ABLATIONS, markdown_table, parse_seeds, with_changes, QUICK
+from hpa_classify.workflows.bench import ABLATIONS, QUICK, markdown_table, parse_seeds, with_changes
 from hpa_classify.errors import ConfigError
 
 

@@ -11,15 +11,7 @@ import pytest
 
 from conftest import KFOLD_SET, hpa
 from hpa_classify.classes import NUM_CLASSES
-from hpa_classify.compare import (
-    SCORE_COLUMNS,
-    class_table,
-    compare_runs,
-    delta_column,
-    f1_column,
-    plot_curves,
-    summary_table,
-)
+from hpa_classify.workflows.compare import SCORE_COLUMNS, class_table, compare_runs, delta_column, f1_column, plot_curves, summary_table
 from hpa_classify.errors import RunError
 
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import TINY_TRAIN, hpa
 from hpa_classify.data.layout import load_dataset
 from hpa_classify.data.pack import pack
-from hpa_classify.distributed import is_global_zero, wants_distributed
-from hpa_classify.predict import predict_probs
-from hpa_classify.runs import load_model, open_run
+from hpa_classify.inference.distributed import is_global_zero, wants_distributed
+from hpa_classify.inference.predict import predict_probs
+from hpa_classify.inference.runs import load_model, open_run
 
 # a distributed job that hangs must fail the test, not the CI run
 DDP_TIMEOUT = 300
@@ -41,7 +41,7 @@ def test_two_process_prediction_equals_one_process(trained_run: Path, synth_root
     assert result.stdout.count("wrote ") == 1  # rank 0 alone reports and writes
     run = open_run(trained_run)
     data = load_dataset(synth_root, prefer="test")
-    expected = predict_probs(load_model(run), data, run.cfg, tta=2, progress=False)
+    expected = predict_probs(load_model(run), data, run.cfg, tta=2)
     got = pd.read_csv(tmp_path / "ddp_probs.csv")
     assert got["Id"].tolist() == data.ids  # merged back in input order
     np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(np.float32), expected, atol=1e-5)
@@ -49,7 +49,7 @@ def test_two_process_prediction_equals_one_process(trained_run: Path, synth_root
 
 def test_two_process_training_step_on_a_pack(synth_root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "pack"
-    pack(load_dataset(synth_root), cache, size=64, workers=1, progress=False)
+    pack(load_dataset(synth_root), cache, size=64, workers=1)
     run = tmp_path / "ddp-run"
     result = hpa(
         "train", cache, *TINY_TRAIN, "--set", "train.epochs=1", "--set", "train.accelerator=cpu",

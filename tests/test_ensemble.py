@@ -11,12 +11,14 @@ import pytest
 
 from conftest import hpa
 from hpa_classify.config import load_config, save_config
-from hpa_classify.ensemble import ensemble_thresholds, members, parse_weights
+from hpa_classify.ensemble import ensemble_thresholds
+from hpa_classify.inference.members import members, parse_weights
 from hpa_classify.errors import HPAError
 from hpa_classify.evaluate.thresholds import load_thresholds, save_thresholds, search_thresholds
 from hpa_classify.fileio import write_csv, write_json
-from hpa_classify.predict import predict_run, probs_frame, read_probs
-from hpa_classify.runs import open_run
+from hpa_classify.workflows.submission import predict_run
+from hpa_classify.inference.probs import probs_frame, read_probs
+from hpa_classify.inference.runs import open_run
 
 
 def _fake_run(path: Path, ids: list[str], probs: np.ndarray, labels: list[list[int]], thr: float) -> Path:
@@ -90,8 +92,8 @@ def test_ensemble_of_a_run_with_itself_predicts_and_thresholds_as_the_run(
 
     test = checked(load_dataset(synth_root, prefer="test"))
     run = open_run(kfold_run)
-    one = predict_run(run, test, tmp_path / "one.csv", tta=1, progress=False)
-    two = predict_run([run, run], test, tmp_path / "two.csv", tta=1, progress=False, weights=[2.0, 1.0])
+    one = predict_run(run, test, tmp_path / "one.csv", tta=1)
+    two = predict_run([run, run], test, tmp_path / "two.csv", tta=1, weights=[2.0, 1.0])
     np.testing.assert_allclose(read_probs(two.probabilities)[1], read_probs(one.probabilities)[1], atol=1e-6)
     assert two.n_models == 6 and two.thresholds_path is not None
     saved = json.loads(two.thresholds_path.read_text())

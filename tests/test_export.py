@@ -12,9 +12,9 @@ import torch
 from conftest import hpa
 from hpa_classify.data.layout import load_dataset
 from hpa_classify.errors import HPAError
-from hpa_classify.export import OnnxModel, export_onnx, load_predictor, onnx_path
-from hpa_classify.predict import predict_probs
-from hpa_classify.runs import load_model, open_run
+from hpa_classify.inference.onnx import OnnxModel, export_onnx, load_predictor, onnx_path
+from hpa_classify.inference.predict import predict_probs
+from hpa_classify.inference.runs import load_model, open_run
 
 
 def test_onnx_outputs_equal_pytorch(trained_run: Path, tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_predict_with_the_onnx_backend(trained_run: Path, synth_root: Path, tmp_
     run = open_run(trained_run)
     assert onnx_path(run).is_file()  # exported on first use, kept in the run
     data = load_dataset(synth_root, prefer="test")
-    expected = predict_probs(load_model(run), data, run.cfg, tta=2, progress=False)
+    expected = predict_probs(load_model(run), data, run.cfg, tta=2)
     got = pd.read_csv(tmp_path / "onnx_probs.csv")
     assert got["Id"].tolist() == data.ids
     np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(np.float32), expected, atol=1e-4)

@@ -14,8 +14,10 @@ from conftest import KFOLD_SET, hpa
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import checked, load_dataset
 from hpa_classify.errors import ConfigError, RunError
-from hpa_classify.predict import predict_probs, predict_run, read_probs
-from hpa_classify.runs import fold_runs, load_model, open_run
+from hpa_classify.inference.predict import predict_probs
+from hpa_classify.workflows.submission import predict_run
+from hpa_classify.inference.probs import read_probs
+from hpa_classify.inference.runs import fold_runs, load_model, open_run
 from hpa_classify.train.kfold import merge_folds, train_kfold
 
 
@@ -73,23 +75,23 @@ def test_one_fold_at_a_time_then_merge(kfold_run: Path, synth_root: Path, extern
     data = checked(load_dataset(synth_root))
     external = checked(load_dataset(external_root / "external.csv"))
     run = tmp_path / "kf3"
-    result = train_kfold(cfg, data, run, folds=3, fold=0, external=external, progress=False)
+    result = train_kfold(cfg, data, run, folds=3, fold=0, external=external)
     assert result.trained == [0] and result.finished == [0] and result.summary is None
     assert not (run / "oof_probs.csv").exists()
 
     with pytest.raises(RunError, match=r"folds \[1, 2\] of 3 are not finished"):
-        merge_folds(run, progress=False)
+        merge_folds(run)
     other = load_config(None, [*KFOLD_SET, "train.lr=0.01"])
     with pytest.raises(ConfigError, match="train.lr"):
-        train_kfold(other, data, run, folds=3, fold=1, external=external, progress=False)
+        train_kfold(other, data, run, folds=3, fold=1, external=external)
     with pytest.raises(RunError, match="3-fold run"):
-        train_kfold(cfg, data, run, folds=4, fold=1, external=external, progress=False)
+        train_kfold(cfg, data, run, folds=4, fold=1, external=external)
     assert not (run / "fold1").exists()
 
     # folds trained elsewhere (same config and data) are copied in, then merged
     for i in (1, 2):
         shutil.copytree(kfold_run / f"fold{i}", run / f"fold{i}")
-    summary = merge_folds(run, progress=False)
+    summary = merge_folds(run)
     assert summary["n_images"] == 64 and summary["folds"] == 3
     ids, merged, _ = read_probs(run / "oof_probs.csv")
     ref_ids, ref, _ = read_probs(kfold_run / "oof_probs.csv")
@@ -101,19 +103,19 @@ def test_one_fold_at_a_time_then_merge(kfold_run: Path, synth_root: Path, extern
 def test_predict_with_a_kfold_run_averages_its_folds(kfold_run: Path, synth_root: Path, tmp_path: Path) -> None:
     test = checked(load_dataset(synth_root / "test_labels.csv", images=synth_root / "test"))
     run = open_run(kfold_run)
-    s = predict_run(run, test, tmp_path / "sub.csv", tta=1, progress=False)
+    s = predict_run(run, test, tmp_path / "sub.csv", tta=1)
     assert s.n_models == 3
     _, probs, _ = read_probs(s.probabilities)
     folds = fold_runs(run)
-    mean = np.mean([predict_probs(load_model(f), test, f.cfg, tta=1, progress=False) for f in folds], axis=0)
+    mean = np.mean([predict_probs(load_model(f), test, f.cfg, tta=1) for f in folds], axis=0)
     np.testing.assert_allclose(probs, mean, atol=1e-6)
 
 
 def test_evaluate_a_kfold_run_on_held_out_data(kfold_run: Path, synth_root: Path, tmp_path: Path) -> None:
-    from hpa_classify.evaluate.run import evaluate_run
+    from hpa_classify.evaluate.evaluation import evaluate_held_out
 
     test = checked(load_dataset(synth_root / "test_labels.csv", images=synth_root / "test"))
-    summary = evaluate_run(open_run(kfold_run), test, out_dir=tmp_path / "eval", tta=1, progress=False)
+    summary = evaluate_held_out(open_run(kfold_run), test, out_dir=tmp_path / "eval", tta=1)
     assert summary["n_images"] == 16 and "out-of-fold" in summary["data"]
     assert {"macro_f1_search", "macro_f1_prior"} <= summary.keys()
 
@@ -137,7 +139,7 @@ def test_resume_keeps_finished_folds(kfold_run: Path, synth_root: Path, external
     data = checked(load_dataset(synth_root))
     external = checked(load_dataset(external_root / "external.csv"))
     before = (kfold_run / "fold0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
-    result = train_kfold(cfg, data, kfold_run, folds=3, external=external, resume=True, progress=False)
+    result = train_kfold(cfg, data, kfold_run, folds=3, external=external, resume=True)
     assert result.trained == [] and result.skipped_folds == [0, 1, 2]
     assert result.summary is not None and result.summary["folds"] == 3
     assert (kfold_run / "fold0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == before

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hpa_classify.analysis.report import analyze
+from hpa_classify.analysis.analyze import analyze
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -48,7 +48,7 @@ def bar_pixels(image: np.ndarray) -> int:
 
 @needs_chromium
 def test_analysis_report_renders(synth_root: Path, tmp_path: Path) -> None:
-    result = analyze(synth_root, tmp_path / "analysis", max_images=16, per_class=2, progress=False)
+    result = analyze(synth_root, tmp_path / "analysis", max_images=16, per_class=2)
     image = screenshot(result.html, tmp_path / "analysis.png")
     assert image.std() > 20, "blank page"
     assert bar_pixels(image) > 2000, "the class-frequency chart did not render"

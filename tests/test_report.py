@@ -11,13 +11,8 @@ import pytest
 
 from hpa_classify.classes import NUM_CLASSES
 from hpa_classify.evaluate.metrics import binarize, class_table, macro_f1
-from hpa_classify.evaluate.report import (
-    plot_class_f1,
-    plot_label_counts,
-    plot_pr_curves,
-    plot_training_curves,
-    write_report,
-)
+from hpa_classify.evaluate.figures import plot_class_f1, plot_label_counts, plot_pr_curves, plot_training_curves
+from hpa_classify.evaluate.report import write_report
 from hpa_classify.evaluate.thresholds import search_thresholds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

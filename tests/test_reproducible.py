@@ -57,13 +57,13 @@ def test_env_json_records_what_made_the_run(reference_run: Path, deterministic_s
 
 def test_predict_warns_when_the_data_differ(reference_run: Path, deterministic_setup: tuple[Path, Path],
                                             tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from hpa_classify.predict import predict_run
-    from hpa_classify.runs import open_run
+    from hpa_classify.workflows.submission import predict_run
+    from hpa_classify.inference.runs import open_run
 
     root, _ = deterministic_setup
     run = open_run(reference_run)
-    with caplog.at_level(logging.WARNING, logger="hpa_classify.predict"):
-        predict_run(run, load_dataset(root), tmp_path / "same.csv", tta=1, progress=False)
+    with caplog.at_level(logging.WARNING, logger="hpa_classify.inference.predict"):
+        predict_run(run, load_dataset(root), tmp_path / "same.csv", tta=1)
     assert not caplog.records, "the training data themselves must not warn"
 
     other = tmp_path / "other"
@@ -74,8 +74,8 @@ def test_predict_warns_when_the_data_differ(reference_run: Path, deterministic_s
         for path in (other / "train").glob(f"*_{channel}.png"):
             write_image(path, channel_array(48, 48, seed=2))
     out = tmp_path / "other.csv"
-    with caplog.at_level(logging.WARNING, logger="hpa_classify.predict"):
-        predict_run(run, load_dataset(other), out, tta=1, progress=False)
+    with caplog.at_level(logging.WARNING, logger="hpa_classify.inference.predict"):
+        predict_run(run, load_dataset(other), out, tta=1)
     messages = [r.getMessage() for r in caplog.records]
     assert any("images are 48x48 px, but the run was trained on 32x32 px" in m for m in messages), messages
     assert any(m.startswith("green channel: mean intensity 0.06") for m in messages), messages

@@ -16,7 +16,8 @@ import torch
 
 from conftest import hpa
 from hpa_classify.errors import RunError
-from hpa_classify.train.checkpointing import AtomicCheckpointIO, read_checkpoint
+from hpa_classify.train.checkpointing import AtomicCheckpointIO
+from hpa_classify.inference.checkpoints import read_checkpoint
 
 #: metrics.csv columns that must agree; time and throughput may differ
 SAME = ["epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr"]
@@ -135,9 +136,9 @@ def copy_unfinished(reference_run: Path, tmp_path: Path) -> Path:
 def resume_in_process(root: Path, config: Path, run: Path, *overrides: str) -> None:
     from hpa_classify.config import load_config
     from hpa_classify.data.layout import load_dataset
-    from hpa_classify.train.run import train
+    from hpa_classify.train.single import train_run as train
 
-    train(load_config(config, list(overrides)), load_dataset(root), run, progress=False, resume=True)
+    train(load_config(config, list(overrides)), load_dataset(root), run, resume=True)
 
 
 def test_resume_refuses_a_truncated_checkpoint(reference_run: Path, deterministic_setup: tuple[Path, Path],
@@ -158,7 +159,7 @@ def test_resume_refuses_another_config_other_data_or_no_checkpoint(
     reference_run: Path, deterministic_setup: tuple[Path, Path], tmp_path: Path
 ) -> None:
     from hpa_classify.errors import ConfigError
-    from hpa_classify.runs import prepare_run_dir
+    from hpa_classify.train.rundir import prepare_run_dir
 
     root, config = deterministic_setup
     run = copy_unfinished(reference_run, tmp_path)
@@ -189,8 +190,8 @@ def test_resume_refuses_another_config_other_data_or_no_checkpoint(
 def test_predict_names_a_truncated_checkpoint(reference_run: Path, deterministic_setup: tuple[Path, Path],
                                              tmp_path: Path) -> None:
     from hpa_classify.data.layout import load_dataset
-    from hpa_classify.predict import predict_run
-    from hpa_classify.runs import open_run
+    from hpa_classify.workflows.submission import predict_run
+    from hpa_classify.inference.runs import open_run
 
     root, _ = deterministic_setup
     run = tmp_path / "run"
@@ -199,7 +200,7 @@ def test_predict_names_a_truncated_checkpoint(reference_run: Path, deterministic
     best.write_bytes(best.read_bytes()[:1000])
     out = tmp_path / "submission.csv"
     with pytest.raises(RunError, match="truncated") as info:
-        predict_run(open_run(run), load_dataset(root), out, progress=False)
+        predict_run(open_run(run), load_dataset(root), out)
     assert str(best) in str(info.value)
     assert not out.exists()
 

@@ -15,9 +15,10 @@ from helpers import make_dataset
 from hpa_classify.classes import CHANNELS, NUM_CLASSES
 from hpa_classify.errors import RunError
 from hpa_classify.evaluate.metrics import class_table
-from hpa_classify.evaluate.report import pick_examples, plot_prediction_examples, write_report
-from hpa_classify.evaluate.run import report_run
-from hpa_classify.runs import open_run
+from hpa_classify.evaluate.figures import pick_examples, plot_prediction_examples
+from hpa_classify.evaluate.report import write_report
+from hpa_classify.evaluate.evaluation import report_run
+from hpa_classify.inference.runs import open_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -87,7 +88,7 @@ def test_report_needs_thresholds(trained_run: Path, tmp_path: Path) -> None:
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.ckpt", "report"))
     (run / "thresholds.json").unlink()
     with pytest.raises(RunError, match="thresholds.json.*hpa evaluate"):
-        report_run(open_run(run), progress=False)
+        report_run(open_run(run))
 
 
 def test_report_without_the_images_still_writes_the_report(trained_run: Path, tmp_path: Path) -> None:
@@ -97,6 +98,6 @@ def test_report_without_the_images_still_writes_the_report(trained_run: Path, tm
     env["data"]["image_dir"] = str(tmp_path / "moved")
     env["data"]["csv"] = str(tmp_path / "moved.csv")
     (run / "env.json").write_text(json.dumps(env))
-    report_run(open_run(run), progress=False)
+    report_run(open_run(run))
     assert (run / "report" / "figures" / "pr_curves.png").is_file()
     assert not (run / "report" / "figures" / "examples.png").exists()

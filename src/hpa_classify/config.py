@@ -438,3 +438,16 @@ def read_run_config(path: str | Path) -> Config:
     tree = _read_yaml(path)
     _check_keys_in(tree, path)
     return _validate(tree, str(path))
+
+
+def changed_keys(was: Config, now: Config) -> str:
+    """The dotted keys whose values differ between two configs, as text ('' when none).
+
+    >>> a = load_config(None, [])
+    >>> changed_keys(a, load_config(None, ["train.lr=0.5"]))
+    'train.lr (0.001 then, 0.5 now)'
+    """
+    old, new = flat_config(was), flat_config(now)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    shown = ", ".join(f"{k} ({old.get(k)!r} then, {new.get(k)!r} now)" for k in keys[:5])
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")

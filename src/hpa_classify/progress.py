@@ -29,11 +29,11 @@ T = TypeVar("T")
 
 
 class Task(Protocol):
-    """One phase of work under way: advance it, close it when done."""
+    """One phase of work under way: advance it, close it when done (with a short result note)."""
 
     def advance(self, n: int = 1) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, note: str = "") -> None: ...
 
 
 class Progress(Protocol):
@@ -46,7 +46,7 @@ class _NullTask:
     def advance(self, n: int = 1) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, note: str = "") -> None:
         pass
 
 
@@ -88,8 +88,8 @@ class _LogTask:
     def advance(self, n: int = 1) -> None:
         self.done += n
 
-    def close(self) -> None:
-        log.info("%s: %d done", self.description, self.done)
+    def close(self, note: str = "") -> None:
+        log.info("%s: %d done%s", self.description, self.done, f"; {note}" if note else "")
 
 
 class LogProgress:

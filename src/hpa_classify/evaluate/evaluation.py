@@ -1,4 +1,16 @@
-"""Evaluate a run: tune thresholds on its validation probabilities, or score held-out data."""
+"""Evaluating a run: tune its thresholds, score it on held-out data, or redraw its report.
+
+Three entry points, one job each:
+
+* :func:`tune_thresholds`: choose per-class thresholds on the run's own
+  held-out probabilities (validation split, or out-of-fold for a K-fold run),
+  save them as ``thresholds.json`` and write ``report/``. The score is
+  optimistic: thresholds and score share the same images.
+* :func:`evaluate_held_out`: predict labelled data the run never saw and score
+  it with the saved thresholds, into ``eval-<csv name>/``.
+* :func:`report_run`: redraw ``report/`` from the run's files with its saved
+  thresholds; nothing is predicted or tuned.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +21,24 @@ from typing import Any
 import numpy as np
 
 from hpa_classify.classes import to_multihot
-from hpa_classify.data.layout import Dataset
+from hpa_classify.data.layout import Dataset, load_dataset
 from hpa_classify.errors import DataError, HPAError, RunError
 from hpa_classify.evaluate.metrics import binarize, class_table, macro_f1
 from hpa_classify.evaluate.report import write_report
 from hpa_classify.evaluate.thresholds import (
+    choose_thresholds,
     load_thresholds,
     prior_matching_thresholds,
     save_thresholds,
     search_thresholds,
 )
-from hpa_classify.fileio import write_json
-from hpa_classify.runs import Run, read_json
+from hpa_classify.fileio import write_csv, write_json
+from hpa_classify.inference.members import ensemble_probs
+from hpa_classify.inference.probs import probs_frame
+from hpa_classify.inference.runs import Run, read_json
+from hpa_classify.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-def train_prior(run: Run) -> np.ndarray:
-    """Class frequencies of the run's training split (the label-prior baseline)."""
-    obj = read_json(run.path / "train_prior.json")
-    return np.asarray(obj["class_frequency"], np.float64)
-
-
-def choose_thresholds(method: str, y_true: np.ndarray, probs: np.ndarray, prior: np.ndarray, fixed: float) -> np.ndarray:
-    """Per-class thresholds by ``method``: search (best F1), prior (match rates) or fixed."""
-    if method == "search":
-        return search_thresholds(y_true, probs)
-    if method == "prior":
-        return prior_matching_thresholds(probs, prior)
-    return np.full(probs.shape[1], fixed)
 
 
 def _score(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> tuple[float, int]:
@@ -75,8 +76,6 @@ def strategy_scores(
 
 def run_image_files(run: Run) -> dict[str, dict[str, Path]] | None:
     """Id -> channel -> file of the data a run was trained on (from ``env.json``), if still there."""
-    from hpa_classify.data.layout import load_dataset
-
     try:
         data = (read_json(run.path / "env.json") or {}).get("data") or {}
         if not data.get("csv") or not data.get("image_dir"):
@@ -88,8 +87,28 @@ def run_image_files(run: Run) -> dict[str, dict[str, Path]] | None:
     return dict(zip(ds.ids, ds.files))
 
 
-def report_run(run: Run, out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Regenerate a run's validation report from its files, with its saved thresholds.
+def _held_out_kind(run: Run) -> str:
+    return "out-of-fold predictions" if run.is_kfold else "validation split"
+
+
+def tune_thresholds(run: Run, out_dir: Path | None = None) -> dict[str, Any]:
+    """Choose thresholds on the run's held-out probabilities, save them, write ``report/``.
+
+    Thresholds come from ``evaluate.threshold_method`` (search, prior or
+    fixed) over ``val_probs.csv`` (``oof_probs.csv`` for a K-fold run) and are
+    saved as ``thresholds.json``. Returns the summary (also ``summary.json``).
+    """
+    cfg = run.cfg
+    ids, probs, labels = run.tuning_probs()
+    y = to_multihot(labels)
+    method = cfg.evaluate.threshold_method
+    thresholds = choose_thresholds(method, y, probs, run.train_prior(), cfg.evaluate.fixed_threshold)
+    save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": _held_out_kind(run)})
+    return _own_report(run, ids, y, probs, thresholds, out_dir)
+
+
+def report_run(run: Run, out_dir: Path | None = None) -> dict[str, Any]:
+    """Redraw a run's validation report from its files, with its saved thresholds.
 
     Reads ``val_probs.csv``, ``thresholds.json``, ``metrics.csv`` and the
     training images named in ``env.json``; nothing is retrained or retuned.
@@ -99,71 +118,71 @@ def report_run(run: Run, out_dir: Path | None = None, progress: bool = True) -> 
         raise RunError(f"{run.tuning_probs_path}: not found (did training finish?)")
     if not run.thresholds_path.is_file():
         raise RunError(f"{run.thresholds_path}: not found; run 'hpa evaluate {run.path}' first")
-    return evaluate_run(run, out_dir=out_dir, progress=progress, retune=False)
+    ids, probs, labels = run.tuning_probs()
+    return _own_report(run, ids, to_multihot(labels), probs, load_thresholds(run.thresholds_path), out_dir)
 
 
-def evaluate_run(
+def _own_report(
+    run: Run, ids: list[str], y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, out_dir: Path | None
+) -> dict[str, Any]:
+    metrics_csv = run.path / "metrics.csv"
+    return _summarise(
+        run, y, probs, thresholds,
+        split=f"{_held_out_kind(run)} (thresholds tuned here: optimistic)",
+        ids=ids, image_files=run_image_files(run), out_dir=Path(out_dir or run.path / "report"),
+        metrics_csv=metrics_csv if metrics_csv.is_file() else None,
+    )
+
+
+def evaluate_held_out(
     run: Run,
-    data: Dataset | None = None,
+    data: Dataset,
     out_dir: Path | None = None,
     tta: int | None = None,
-    progress: bool = True,
-    retune: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``run`` and write thresholds and a report.
+    """Score ``run`` on labelled ``data`` with its saved thresholds.
 
-    Without ``data``: thresholds are chosen on the validation probabilities
-    (``val_probs.csv``) by the configured method and saved as
-    ``thresholds.json`` (with ``retune=False`` the saved ones are used as they
-    are); the report goes to ``<run>/report``. The tuned score is optimistic,
-    since thresholds and score share the same images.
-
-    With labelled ``data``: the run's model predicts it (TTA as configured)
-    and is scored with the saved thresholds; the report goes to
-    ``<run>/eval-<csv name>`` unless ``out_dir`` is given. This is a held-out
-    score when ``data`` was not used in training.
+    The run's model (every fold of a K-fold run) predicts ``data`` with
+    ``tta`` views (default: its own ``predict.tta``); ``probs.csv``,
+    ``summary.json`` and the report go to ``<run>/eval-<csv name>`` unless
+    ``out_dir`` is given. A held-out score when ``data`` was not used in training.
     """
-    from hpa_classify.predict import probs_frame
+    if data.labels is None:
+        raise DataError(f"{data.csv_path}: evaluation needs a 'Target' column")
+    thresholds = load_thresholds(run.thresholds_path)
+    probs = ensemble_probs([run], data, tta=tta, progress=progress)
+    out = Path(out_dir or run.path / f"eval-{data.csv_path.stem}")
+    write_csv(out / "probs.csv", probs_frame(data.ids, probs, data.labels))
+    return _summarise(
+        run, to_multihot(data.labels), probs, thresholds,
+        split=f"{data.csv_path} (held out; thresholds from the {_held_out_kind(run)})",
+        ids=data.ids, image_files=dict(zip(data.ids, data.files)), out_dir=out, metrics_csv=None,
+    )
 
+
+def _summarise(
+    run: Run,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    split: str,
+    ids: list[str],
+    image_files: dict[str, dict[str, Path]] | None,
+    out_dir: Path,
+    metrics_csv: Path | None,
+) -> dict[str, Any]:
+    """Score ``probs`` every way the summary reports, write ``summary.json`` and the report."""
     cfg = run.cfg
-    prior = train_prior(run)
-    held_out = "out-of-fold predictions" if run.is_kfold else "validation split"
-    val_ids, val_probs, val_labels = run.tuning_probs()
-    y_val = to_multihot(val_labels)
+    prior = run.train_prior()
+    _, tune_probs, tune_labels = run.tuning_probs()
+    y_tune = to_multihot(tune_labels)
     method = cfg.evaluate.threshold_method
-    prior_val = np.tile(prior, (len(y_val), 1)).astype(np.float32)
-    baseline_thr = choose_thresholds(method, y_val, prior_val, prior, cfg.evaluate.fixed_threshold)
-
-    if data is None:
-        if retune:
-            thresholds = choose_thresholds(method, y_val, val_probs, prior, cfg.evaluate.fixed_threshold)
-            save_thresholds(run.thresholds_path, thresholds, method, {"tuned_on": held_out})
-        else:
-            thresholds = load_thresholds(run.thresholds_path)
-        y_true, probs, split = y_val, val_probs, f"{held_out} (thresholds tuned here: optimistic)"
-        ids, image_files = val_ids, run_image_files(run)
-        out_dir = out_dir or run.path / "report"
-        metrics_csv = run.path / "metrics.csv"
-    else:
-        if data.labels is None:
-            raise DataError(f"{data.csv_path}: evaluation needs a 'Target' column")
-        from hpa_classify.ensemble import ensemble_probs
-
-        thresholds = load_thresholds(run.thresholds_path)
-        probs = ensemble_probs([run], data, tta=tta, progress=progress)  # all folds of a K-fold run
-        y_true = to_multihot(data.labels)
-        ids, image_files = data.ids, dict(zip(data.ids, data.files))
-        split = f"{data.csv_path} (held out; thresholds from the {held_out})"
-        out_dir = out_dir or run.path / f"eval-{data.csv_path.stem}"
-        metrics_csv = None
-        from hpa_classify.fileio import write_csv
-
-        write_csv(Path(out_dir) / "probs.csv", probs_frame(data.ids, probs, data.labels))
-
+    prior_tune = np.tile(prior, (len(y_tune), 1)).astype(np.float32)
+    baseline_thr = choose_thresholds(method, y_tune, prior_tune, prior, cfg.evaluate.fixed_threshold)
     score, fallback = _score(y_true, probs, thresholds)
     at_half, _ = _score(y_true, probs, np.full(probs.shape[1], 0.5))
-    prior_rows = np.tile(prior, (len(y_true), 1)).astype(np.float32)
-    baseline, _ = _score(y_true, prior_rows, baseline_thr)
+    baseline, _ = _score(y_true, np.tile(prior, (len(y_true), 1)).astype(np.float32), baseline_thr)
     present = y_true.sum(0) > 0
     preds, _ = binarize(probs, thresholds, at_least_one=True)
     table = class_table(y_true, probs, thresholds)
@@ -174,26 +193,19 @@ def evaluate_run(
         "threshold_method": method,
         "macro_f1": round(score, 4),
         "macro_f1_at_0.5": round(at_half, 4),
-        **strategy_scores(y_true, probs, y_val, val_probs, prior),
+        **strategy_scores(y_true, probs, y_tune, tune_probs, prior),
         "baseline_macro_f1": round(baseline, 4),
         "macro_f1_present_classes": round(float(table["f1"][present].mean()), 4) if present.any() else 0.0,
         "classes_present": int(present.sum()),
         "top1_fallbacks": int(fallback),
         "mean_labels_per_image": round(float(preds.sum(1).mean()), 3),
     }
-    out_dir = Path(out_dir)
     write_json(out_dir / "summary.json", summary)
+    figures = cfg.evaluate.pr_figures
     html = write_report(
-        out_dir,
-        table,
-        summary,
-        y_true=y_true if cfg.evaluate.pr_figures else None,
-        probs=probs if cfg.evaluate.pr_figures else None,
-        thresholds=thresholds,
-        metrics_csv=metrics_csv if metrics_csv is not None and metrics_csv.is_file() else None,
-        title=f"{cfg.name}: evaluation",
-        ids=ids,
-        image_files=image_files,
+        out_dir, table, summary,
+        y_true=y_true if figures else None, probs=probs if figures else None, thresholds=thresholds,
+        metrics_csv=metrics_csv, title=f"{cfg.name}: evaluation", ids=ids, image_files=image_files,
     )
     summary["report"] = str(html)
     return summary

@@ -333,3 +333,19 @@ def load_thresholds(path: str | os.PathLike[str], num_classes: int = NUM_CLASSES
 
 def _id_order(key: str) -> tuple[int, str]:
     return (int(key), "") if key.isdigit() else (1 << 30, key)
+
+
+def choose_thresholds(
+    method: str, y_true: np.ndarray, probs: np.ndarray, prior: np.ndarray, fixed: float
+) -> np.ndarray:
+    """Per-class thresholds by ``method``: ``search`` (best F1 on ``y_true``), ``prior``
+    (each class predicted at its ``prior`` rate) or ``fixed`` (``fixed`` for every class).
+
+    >>> choose_thresholds("fixed", np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(3), 0.3).tolist()
+    [0.3, 0.3, 0.3]
+    """
+    if method == "search":
+        return search_thresholds(y_true, probs)
+    if method == "prior":
+        return prior_matching_thresholds(probs, prior)
+    return np.full(probs.shape[1], fixed)

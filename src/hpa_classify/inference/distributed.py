@@ -21,6 +21,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from lightning.fabric import Fabric
+from lightning.fabric.plugins.environments import (
+    LSFEnvironment,
+    MPIEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 
 from hpa_classify.classes import NUM_CLASSES
 from hpa_classify.data.layout import Dataset
@@ -37,13 +44,6 @@ def is_global_zero() -> bool:
     own launcher sets ``NODE_RANK`` and ``LOCAL_RANK``, and a process with
     neither is rank 0.
     """
-    from lightning.fabric.plugins.environments import (
-        LSFEnvironment,
-        MPIEnvironment,
-        SLURMEnvironment,
-        TorchElasticEnvironment,
-    )
-
     for env_type in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
         if env_type.detect():
             return int(env_type().global_rank()) == 0
@@ -74,10 +74,8 @@ def sharded(
     its own. Process ``r`` of ``W`` predicts the contiguous slice ``r`` of
     ``data`` cut in ``W``; the slices are padded to one length, all-gathered
     and cut back to ``len(data)``, in input order. Global rank 0 returns the
-    ``(len(data), 28)`` probabilities, the other ranks None.
+    ``(len(data), NUM_CLASSES)`` probabilities, the other ranks None.
     """
-    from lightning.fabric import Fabric
-
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size

@@ -16,12 +16,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
 
 from hpa_classify.errors import HPAError, RunError
 from hpa_classify.fileio import atomic_path
-from hpa_classify.runs import Run, load_model
+from hpa_classify.inference.runs import Run, load_model
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def export_onnx(run: Run, out: str | os.PathLike[str] | None = None, opset: int 
 
 
 class OnnxModel(nn.Module):
-    """An ONNX network behind the ``nn.Module`` call that :func:`~hpa_classify.predict.predict_probs` makes.
+    """An ONNX network behind the ``nn.Module`` call that :func:`~hpa_classify.inference.predict.predict_probs` makes.
 
     Inputs are moved to the CPU as float32 NumPy arrays; outputs come back as
     torch tensors on the input's device.
@@ -68,10 +69,6 @@ class OnnxModel(nn.Module):
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a dependency of the package
-            raise HPAError(f"--backend onnx needs onnxruntime ({exc})") from None
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

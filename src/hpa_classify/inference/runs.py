@@ -2,16 +2,14 @@
 
 Layout: ``config.yaml`` (fully resolved), ``env.json`` (versions, git commit,
 data fingerprint), ``split.csv``, ``checkpoints/{best,last}.ckpt``,
-``metrics.csv``, ``val_probs.csv``, ``thresholds.json``, ``report/``.
+``metrics.csv``, ``val_probs.csv``, ``train_prior.json``, ``thresholds.json``,
+``report/``. Runs are made by :mod:`hpa_classify.train`; this module opens them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import platform
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpa_classify import __version__
 from hpa_classify.config import Config, read_run_config
 from hpa_classify.errors import RunError
-from hpa_classify.fileio import write_json
+from hpa_classify.inference.checkpoints import model_state, read_checkpoint
+from hpa_classify.inference.probs import read_probs
 from hpa_classify.models import build_model
 
 log = logging.getLogger(__name__)
+
+#: The class frequencies of a run's training images (the label-prior baseline).
+TRAIN_PRIOR_FILE = "train_prior.json"
 
 
 @dataclass
@@ -70,8 +71,6 @@ class Run:
 
     def tuning_probs(self) -> tuple[list[str], np.ndarray, list[list[int]]]:
         """Ids, probabilities and labels of :attr:`tuning_probs_path`; a RunError if unusable."""
-        from hpa_classify.predict import read_probs
-
         path = self.tuning_probs_path
         if not path.is_file():
             hint = f"run 'hpa merge {self.path}'" if self.is_kfold else "did training finish?"
@@ -80,6 +79,11 @@ class Run:
         if labels is None:
             raise RunError(f"{path}: has no Target column")
         return ids, probs, labels
+
+    def train_prior(self) -> np.ndarray:
+        """Class frequencies of the run's training images (``train_prior.json``)."""
+        obj = read_json(self.path / TRAIN_PRIOR_FILE)
+        return np.asarray(obj["class_frequency"], np.float64)
 
 
 def fold_runs(run: Run) -> list[Run]:
@@ -114,108 +118,42 @@ def open_run(path: str | Path) -> Run:
     return Run(path=path, cfg=read_run_config(cfg_path))
 
 
-def prepare_run_dir(path: Path, force: bool) -> Path:
-    """Create ``path`` for a new run; refuse to overwrite an existing one without ``force``."""
-    if path.exists() and any(path.iterdir()):
-        if not force:
-            if (path / "checkpoints" / "last.ckpt").is_file() and not (path / "thresholds.json").is_file():
-                raise RunError(
-                    f"{path}: holds an unfinished run; pass --resume to continue it "
-                    "or --force to overwrite it"
-                )
-            raise RunError(f"{path}: run directory exists; pass --force to overwrite it")
-        if not (path / "config.yaml").is_file():
-            raise RunError(f"{path}: exists and is not a run directory; refusing to overwrite it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def load_model(run: Run, device: str | torch.device = "cpu") -> nn.Module:
-    """The run's trained network (best checkpoint), in eval mode."""
+    """The run's trained network (best checkpoint), in eval mode.
+
+    Raises
+    ------
+    RunError
+        The checkpoint is unreadable or unsafe (see
+        :func:`~hpa_classify.inference.checkpoints.read_checkpoint`), or its
+        parameters do not fit the network ``config.yaml`` names.
+    """
     ckpt = run.checkpoint
-    try:
-        obj = torch.load(ckpt, map_location="cpu", weights_only=False)
-        state = obj["state_dict"]
-    except Exception as exc:
-        raise RunError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}); is it truncated?") from None
-    state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    state = model_state(read_checkpoint(ckpt))
     m = run.cfg.model
     model = build_model(
         m.name, "none", drop_rate=m.drop_rate, channels=run.cfg.data.channels, global_pool=m.global_pool
     )
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = _wrong_shapes(model, state)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            part for part in (
+                f"missing {len(missing)} ({', '.join(missing[:3])})" if missing else "",
+                f"unexpected {len(unexpected)} ({', '.join(unexpected[:3])})" if unexpected else "",
+                f"other shapes {', '.join(wrong[:3])}" if wrong else "",
+            ) if part
+        )
+        raise RunError(
+            f"{ckpt} does not fit the network {run.path / 'config.yaml'} names "
+            f"({m.name}, channels {','.join(run.cfg.data.channels)}): {detail}"
+        )
     return model.to(device).eval()
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _git_commit() -> str | None:
-    return _git("rev-parse", "HEAD") or None
-
-
-def _git_dirty() -> bool | None:
-    """Whether the package's git checkout has uncommitted changes to tracked files."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return None if status is None else bool(status)
-
-
-def _version(module: str) -> str | None:
-    import importlib
-
-    try:
-        return str(importlib.import_module(module).__version__)
-    except Exception:  # not installed, or no version attribute
-        return None
-
-
-def environment(data_fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Versions, git commit, hardware and the data fingerprint, for ``env.json``."""
-    import lightning
-    import timm
-
-    return {
-        "hpa_classify": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "lightning": lightning.__version__,
-        "torchvision": _version("torchvision"),
-        "numpy": _version("numpy"),
-        "albumentations": _version("albumentations"),
-        "opencv": _version("cv2"),
-        "platform": platform.platform(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch_threads": torch.get_num_threads(),
-        "git_commit": _git_commit(),
-        "git_dirty": _git_dirty(),
-        "data": data_fingerprint,
-    }
-
-
-def write_env(
-    run_dir: Path,
-    cfg: Config,
-    data_fingerprint: dict[str, Any],
-    data_profile: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``env.json``: :func:`environment`, the resolved config and the data's profile."""
-    env = environment(data_fingerprint)
-    env["config"] = cfg.model_dump(mode="json")
-    env["data_profile"] = data_profile
-    return write_json(run_dir / "env.json", env)
+def _wrong_shapes(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    own = model.state_dict()
+    return [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
 
 
 def read_json(path: Path) -> Any:

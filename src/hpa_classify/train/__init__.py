@@ -1,1 +1,2 @@
-"""Training by transfer learning with Lightning."""
+"""Training by transfer learning with Lightning: :func:`hpa_classify.train.fit.fit` is the
+entry point (one run, K folds, external images, resume)."""

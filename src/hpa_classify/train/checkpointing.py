@@ -4,21 +4,20 @@ Lightning writes ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt`` through
 :class:`AtomicCheckpointIO`: each goes to a temporary file beside its target,
 is flushed to disk, then renamed onto it. A run killed at any moment leaves the
 previous checkpoint or the new one, never half of one. ``hpa train --resume``
-continues from ``last.ckpt``; :func:`read_checkpoint` turns a damaged file into
-a :class:`~hpa_classify.errors.RunError` naming it before any work starts.
+continues from ``last.ckpt``; :func:`hpa_classify.inference.checkpoints.read_checkpoint`
+turns a damaged or unsafe file into a :class:`~hpa_classify.errors.RunError`
+naming it before any work starts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from hpa_classify.errors import RunError
 from hpa_classify.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -44,17 +43,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 fh.flush()
                 os.fsync(fh.fileno())
         log.debug("saved checkpoint %s", path)
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint on the CPU; a :class:`RunError` naming it when it is missing or damaged."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many kinds on a truncated or foreign file
-        raise RunError(f"{path}: unreadable checkpoint ({type(exc).__name__}); is it truncated?") from None
-    if not isinstance(obj, dict) or "state_dict" not in obj:
-        raise RunError(f"{path}: not a training checkpoint (no state_dict)")
-    return obj

@@ -33,17 +33,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
-from hpa_classify.classes import format_target, to_multihot
-from hpa_classify.config import Config, flat_config, save_config
+from hpa_classify.classes import NUM_CLASSES, format_target
+from hpa_classify.config import Config, changed_keys, save_config
 from hpa_classify.data.external import ExternalSummary, add_external, drop_duplicates
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.splits import kfold_splits
-from hpa_classify.distributed import is_global_zero
 from hpa_classify.errors import ConfigError, DataError, RunError
+from hpa_classify.evaluate.evaluation import tune_thresholds
 from hpa_classify.fileio import write_csv, write_json
-from hpa_classify.runs import Run, open_run, prepare_run_dir, read_json, write_env
+from hpa_classify.inference.distributed import is_global_zero
+from hpa_classify.inference.probs import probs_frame, read_probs
+from hpa_classify.inference.runs import open_run, read_json
+from hpa_classify.progress import Progress, open_task
+from hpa_classify.train.rundir import prepare_run_dir, write_env, write_train_prior
+from hpa_classify.train.single import train_run
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +103,8 @@ def _check_same(run_dir: Path, cfg: Config, folds: int, frame: pd.DataFrame,
     info = read_json(run_dir / KFOLD_FILE)
     if int(info.get("folds", -1)) != folds:
         raise RunError(f"{run_dir}: a {info.get('folds')}-fold run; --folds {folds} does not match")
-    was = flat_config(open_run(run_dir).cfg)
-    now = flat_config(cfg)
-    changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
-    if changed:
-        detail = ", ".join(f"{k} ({was.get(k)!r} in the run, {now.get(k)!r} now)" for k in changed[:5])
+    detail = changed_keys(open_run(run_dir).cfg, cfg)
+    if detail:
         raise ConfigError(
             f"{run_dir / 'config.yaml'}: every fold must train with the run's config, but {detail} differ"
         )
@@ -159,8 +160,7 @@ def train_kfold(
     external: Dataset | None = None,
     force: bool = False,
     resume: bool = False,
-    progress: bool = True,
-    console: Console | None = None,
+    progress: Progress | None = None,
 ) -> KFoldResult:
     """Train ``folds`` models on multilabel-stratified folds of ``data`` into ``run_dir``.
 
@@ -189,10 +189,7 @@ def train_kfold(
     -------
     KFoldResult
     """
-    from hpa_classify.train.run import train
-
     run_dir = Path(run_dir)
-    say = console.print if console is not None else log.info
     assignment = assign_folds(data, folds, cfg.seed)
     frame = _folds_frame(data, assignment)
     kept, ext_summary = (None, None) if external is None else drop_duplicates(data, external)
@@ -220,23 +217,24 @@ def train_kfold(
         train_part = data.subset(np.flatnonzero(assignment != i))
         val_part = data.subset(np.flatnonzero(assignment == i))
         train_part = add_external(train_part, kept)
-        say(f"fold {i + 1} of {folds}: training on {len(train_part)} images, "
-            f"validating on {len(val_part)}{' (resumed)' if go_on else ''}")
-        train(
+        phase = open_task(progress, f"fold {i + 1} of {folds}: training on {len(train_part)} images, "
+                          f"validating on {len(val_part)}{' (resumed)' if go_on else ''}", None)
+        train_run(
             cfg, data, path,
             force=force or (resume and not go_on),
             progress=progress,
             resume=go_on,
             split=(train_part, val_part),
         )
+        phase.close()
         trained.append(i)
 
     finished = [i for i in range(folds) if _finished(fold_dir(run_dir, i))]
-    summary = merge_folds(run_dir, progress=progress) if fold is None and is_global_zero() else None
+    summary = merge_folds(run_dir) if fold is None and is_global_zero() else None
     return KFoldResult(run_dir, folds, trained, finished, summary, ext_summary, skipped)
 
 
-def merge_folds(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def merge_folds(run_dir: str | Path) -> dict[str, Any]:
     """Assemble the folds' validation probabilities into ``oof_probs.csv``; tune thresholds on them.
 
     Writes ``oof_probs.csv``, ``train_prior.json``, ``thresholds.json`` and
@@ -249,9 +247,6 @@ def merge_folds(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
         If ``run_dir`` is not a K-fold run, a fold is missing or unfinished, or
         a fold's validation images are not the ones ``folds.csv`` gives it.
     """
-    from hpa_classify.evaluate.run import evaluate_run
-    from hpa_classify.predict import probs_frame, read_probs
-
     run_dir = Path(run_dir)
     run = open_run(run_dir)
     if not run.is_kfold:
@@ -265,7 +260,7 @@ def merge_folds(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
             f"thresholds.json); train them with 'hpa train DATA --folds {folds} --fold i -o {run_dir}'"
         )
     pos = {sample_id: k for k, sample_id in enumerate(frame["Id"])}
-    probs = np.full((len(frame), 28), np.nan, dtype=np.float32)
+    probs = np.full((len(frame), NUM_CLASSES), np.nan, dtype=np.float32)
     labels: list[list[int]] = [[] for _ in range(len(frame))]
     fold_f1: list[float] = []
     for i in range(folds):
@@ -286,38 +281,10 @@ def merge_folds(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
             fold_f1.append(float(read_json(fold_summary).get("macro_f1", float("nan"))))
     ids = frame["Id"].tolist()
     write_csv(run.oof_probs_path, probs_frame(ids, probs, labels))
-    write_json(run_dir / "train_prior.json", {
-        "class_frequency": to_multihot(labels).mean(0).tolist(), "n_images": len(ids),
-    })
-    summary = evaluate_run(run, progress=progress)
+    write_train_prior(run_dir, labels)
+    summary = tune_thresholds(run)
     summary["folds"] = folds
     if len(fold_f1) == folds:
         summary["fold_val_macro_f1"] = ", ".join(f"{f:.4f}" for f in fold_f1)
     write_json(run_dir / "report" / "summary.json", {k: v for k, v in summary.items() if k != "report"})
     return summary
-
-
-def train_with_external(
-    cfg: Config,
-    data: Dataset,
-    external: Dataset,
-    run_dir: str | Path,
-    force: bool = False,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[Run, ExternalSummary]:
-    """One run whose training split is the Kaggle training split plus the external images.
-
-    The validation split is the one a run without external data would have,
-    so the two compare. ``external.json`` in the run says what was added.
-    """
-    from hpa_classify.train.run import split_dataset, train
-
-    kept, summary = drop_duplicates(data, external)
-    train_part, val_part = split_dataset(data, cfg)
-    run = train(
-        cfg, data, run_dir, force=force, progress=progress, resume=resume,
-        split=(add_external(train_part, kept), val_part),
-    )
-    write_json(Path(run_dir) / "external.json", summary.as_dict())
-    return run, summary

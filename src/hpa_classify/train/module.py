@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpa_classify.classes import NUM_CLASSES
 from hpa_classify.config import Config
 from hpa_classify.seeding import STEP, stream_seed
 from hpa_classify.train.losses import build_loss
@@ -48,7 +49,7 @@ class HPAModule(L.LightningModule):
     def _reset_train(self) -> None:
         self._train_loss_sum = 0.0
         self._train_n = 0
-        self._train_counts = torch.zeros(3, 28)
+        self._train_counts = torch.zeros(3, NUM_CLASSES)
         self._epoch_start = time.perf_counter()
 
     def _use_channels_last(self) -> bool:

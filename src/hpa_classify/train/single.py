@@ -7,25 +7,30 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from hpa_classify.config import Config, save_config
+from hpa_classify.config import Config, changed_keys, save_config
 from hpa_classify.data.dataset import HPADataModule
 from hpa_classify.data.layout import Dataset
+from hpa_classify.data.profile import profile
 from hpa_classify.data.splits import train_val_split
-from hpa_classify.distributed import is_global_zero
 from hpa_classify.errors import ConfigError, DataError, Interrupted, RunError
-from hpa_classify.classes import to_multihot
+from hpa_classify.evaluate.evaluation import tune_thresholds
 from hpa_classify.fileio import write_csv, write_json
+from hpa_classify.inference.checkpoints import read_checkpoint
+from hpa_classify.inference.distributed import is_global_zero
+from hpa_classify.inference.predict import predict_probs
+from hpa_classify.inference.probs import probs_frame
+from hpa_classify.inference.runs import Run, load_model, open_run, read_json
 from hpa_classify.models import build_model
-from hpa_classify.runs import Run, load_model, open_run, prepare_run_dir, read_json, write_env
-from hpa_classify.train.checkpointing import AtomicCheckpointIO, read_checkpoint
+from hpa_classify.progress import Progress
+from hpa_classify.train.checkpointing import AtomicCheckpointIO
 from hpa_classify.train.module import HPAModule
+from hpa_classify.train.rundir import prepare_run_dir, write_env, write_train_prior
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +69,6 @@ def split_dataset(data: Dataset, cfg: Config) -> tuple[Dataset, Dataset]:
     return data.subset(tr), data.subset(va)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def resume_checkpoint(run_dir: Path, cfg: Config, data: Dataset) -> Path:
     """Check that ``run_dir`` is an unfinished run of ``cfg`` on ``data``; return its last checkpoint.
 
@@ -85,10 +80,8 @@ def resume_checkpoint(run_dir: Path, cfg: Config, data: Dataset) -> Path:
         The run was made with another config; the message names the keys.
     """
     run = open_run(run_dir)
-    was, now = _flat(run.cfg.model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
-    changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
-    if changed:
-        detail = ", ".join(f"{k} ({was.get(k)!r} in the run, {now.get(k)!r} now)" for k in changed[:5])
+    detail = changed_keys(run.cfg, cfg)
+    if detail:
         raise ConfigError(
             f"{run_dir / 'config.yaml'}: --resume needs the run's own config, but {detail} "
             "differ; pass the same --config and --set as before"
@@ -138,75 +131,25 @@ def _interrupted(run_dir: Path, module: HPAModule, cfg: Config) -> Interrupted:
     )
 
 
-def train(
-    cfg: Config,
-    data: Dataset,
-    run_dir: str | Path,
-    force: bool = False,
-    progress: bool = True,
-    resume: bool = False,
-    split: tuple[Dataset, Dataset] | None = None,
-) -> Run:
-    """Train ``cfg`` on ``data`` (already validated) into ``run_dir``; then evaluate.
-
-    Returns the finished :class:`~hpa_classify.runs.Run`, whose directory holds
-    the config, env.json, split, checkpoints, metrics.csv, validation
-    probabilities, thresholds and report.
-
-    With ``resume``, ``run_dir`` holds an unfinished run of the same config and
-    data (see :func:`resume_checkpoint`); training continues from its
-    ``checkpoints/last.ckpt``, written at the end of every epoch, and
-    ``metrics.csv`` keeps the epochs before. On CPU the result is that of an
-    uninterrupted run.
-
-    ``split`` gives the (training, validation) samples instead of the
-    stratified split of ``data`` by ``data.val_fraction``: one fold of a
-    K-fold run, or a training part with external images added
-    (:mod:`hpa_classify.train.kfold`).
-
-    Raises
-    ------
-    Interrupted
-        On Ctrl-C, after Lightning stopped cleanly; the message says whether
-        ``--resume`` can continue the run.
-    """
-    from hpa_classify.evaluate.run import evaluate_run
-    from hpa_classify.predict import predict_probs, probs_frame
-
-    run_dir = Path(run_dir)
-    train_set, val_set = split if split is not None else split_dataset(data, cfg)
-    ckpt_path = resume_checkpoint(run_dir, cfg, data) if resume else None
-    # before the model is built: a head (or a whole network) starts from random weights
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(
-        cfg.model.name,
-        cfg.model.pretrained,
-        drop_rate=cfg.model.drop_rate,
-        fourth_channel_init=cfg.model.fourth_channel_init,
-        channels=cfg.data.channels,
-        global_pool=cfg.model.global_pool,
+def _start_run(
+    run_dir: Path, cfg: Config, data: Dataset, train_set: Dataset, val_set: Dataset, force: bool
+) -> None:
+    """Make the run directory and write what is known before training: config, env, split, prior."""
+    data_profile = profile(data, seed=cfg.seed)
+    prepare_run_dir(run_dir, force)
+    save_config(cfg, run_dir / "config.yaml")
+    write_env(run_dir, cfg, data.fingerprint(), data_profile)
+    split = pd.DataFrame(
+        {"Id": train_set.ids + val_set.ids, "split": ["train"] * len(train_set) + ["val"] * len(val_set)}
     )
-    if not is_global_zero():
-        pass  # another process of a distributed run: global rank 0 writes the run directory
-    elif ckpt_path is not None:
-        _note_resume(run_dir, ckpt_path)
-    else:
-        from hpa_classify.data.profile import profile
+    write_csv(run_dir / "split.csv", split)
+    write_train_prior(run_dir, train_set.labels or [])
+    if data.skipped:
+        write_csv(run_dir / "skipped.csv", pd.DataFrame(data.skipped, columns=["Id", "problem"]))
 
-        data_profile = profile(data, seed=cfg.seed)
-        prepare_run_dir(run_dir, force)
-        save_config(cfg, run_dir / "config.yaml")
-        write_env(run_dir, cfg, data.fingerprint(), data_profile)
-        split = pd.DataFrame(
-            {"Id": train_set.ids + val_set.ids, "split": ["train"] * len(train_set) + ["val"] * len(val_set)}
-        )
-        write_csv(run_dir / "split.csv", split)
-        write_json(run_dir / "train_prior.json", {"class_frequency": to_multihot(train_set.labels).mean(0).tolist(), "n_images": len(train_set)})
-        if data.skipped:
-            write_csv(run_dir / "skipped.csv", pd.DataFrame(data.skipped, columns=["Id", "problem"]))
 
-    module = HPAModule(model, cfg)
-    dm = HPADataModule(train_set, val_set, cfg.data, cfg.augment, seed=cfg.seed)
+def _trainer(cfg: Config, run_dir: Path, n_train: int, progress_bar: bool) -> L.Trainer:
+    """The Lightning Trainer of a run, with its checkpoints and ``metrics.csv`` callbacks."""
     # Saved at the very end of each epoch, after metrics.csv got the epoch's row: a
     # checkpoint then carries the whole history, and --resume starts the next epoch.
     # last.ckpt has its own callback: Lightning's save_last writes only in epochs
@@ -225,7 +168,7 @@ def train(
         enable_version_counter=False,
         save_on_train_epoch_end=True,
     )
-    trainer = L.Trainer(
+    return L.Trainer(
         max_epochs=cfg.train.epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
@@ -235,13 +178,72 @@ def train(
         logger=False,
         callbacks=[best_checkpoint, last_checkpoint, MetricsCSV(run_dir / "metrics.csv")],
         plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=progress,
+        enable_progress_bar=progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_train_batches=cfg.train.limit_train_batches,
         default_root_dir=run_dir,
-        log_every_n_steps=max(1, min(50, math.ceil(len(train_set) / cfg.data.batch_size))),
+        log_every_n_steps=max(1, min(50, math.ceil(n_train / cfg.data.batch_size))),
     )
+
+
+def train_run(
+    cfg: Config,
+    data: Dataset,
+    run_dir: str | Path,
+    force: bool = False,
+    progress: Progress | None = None,
+    resume: bool = False,
+    split: tuple[Dataset, Dataset] | None = None,
+) -> Run:
+    """Train ``cfg`` on ``data`` (already validated) into ``run_dir``; then evaluate.
+
+    Returns the finished :class:`~hpa_classify.inference.runs.Run`, whose directory holds
+    the config, env.json, split, checkpoints, metrics.csv, validation
+    probabilities, thresholds and report.
+
+    With ``resume``, ``run_dir`` holds an unfinished run of the same config and
+    data (see :func:`resume_checkpoint`); training continues from its
+    ``checkpoints/last.ckpt``, written at the end of every epoch, and
+    ``metrics.csv`` keeps the epochs before. On CPU the result is that of an
+    uninterrupted run.
+
+    ``split`` gives the (training, validation) samples instead of the
+    stratified split of ``data`` by ``data.val_fraction``: one fold of a
+    K-fold run, or a training part with external images added
+    (:mod:`hpa_classify.train.kfold`, :mod:`hpa_classify.train.fit`).
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C, after Lightning stopped cleanly; the message says whether
+        ``--resume`` can continue the run.
+    ``progress`` (a :class:`~hpa_classify.progress.Progress`) also turns on
+    Lightning's own progress bar during fitting.
+    """
+    run_dir = Path(run_dir)
+    train_set, val_set = split if split is not None else split_dataset(data, cfg)
+    ckpt_path = resume_checkpoint(run_dir, cfg, data) if resume else None
+    # before the model is built: a head (or a whole network) starts from random weights
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_model(
+        cfg.model.name,
+        cfg.model.pretrained,
+        drop_rate=cfg.model.drop_rate,
+        fourth_channel_init=cfg.model.fourth_channel_init,
+        channels=cfg.data.channels,
+        global_pool=cfg.model.global_pool,
+    )
+    if not is_global_zero():
+        pass  # another process of a distributed run: global rank 0 writes the run directory
+    elif ckpt_path is not None:
+        _note_resume(run_dir, ckpt_path)
+    else:
+        _start_run(run_dir, cfg, data, train_set, val_set, force)
+
+    module = HPAModule(model, cfg)
+    dm = HPADataModule(train_set, val_set, cfg.data, cfg.augment, seed=cfg.seed)
+    trainer = _trainer(cfg, run_dir, len(train_set), progress is not None)
     if cfg.train.compile:
         module.model = torch.compile(module.model)  # type: ignore[assignment]
     with warnings.catch_warnings():
@@ -263,6 +265,6 @@ def train(
     best = load_model(run)
     probs = predict_probs(best, val_set, cfg, tta=cfg.predict.tta, progress=progress)
     write_csv(run.val_probs_path, probs_frame(val_set.ids, probs, val_set.labels))
-    evaluate_run(run, progress=progress)
+    tune_thresholds(run)
     return run
 

@@ -1,4 +1,4 @@
-"""Quality benchmark: held-out macro F1 of the default recipe and of its ablations.
+"""Quality benchmark, its recipes and its table: held-out macro F1 of the default recipe and of its ablations.
 
 Every recipe trains on one fixed synthetic dataset (generated once into a cache
 folder), tunes its per-class thresholds on its validation split and is scored
@@ -29,24 +29,16 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import shutil
 import statistics
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 
-from hpa_classify.config import Config, config_to_yaml, load_config
 from hpa_classify.errors import ConfigError
-from hpa_classify.fileio import write_csv, write_text
+from hpa_classify.render.tables import markdown_table as render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +47,10 @@ __all__ = [
     "FULL",
     "QUICK",
     "Ablation",
-    "BenchResult",
     "BenchSpec",
     "Spread",
     "markdown_table",
     "parse_seeds",
-    "run_quality",
     "summarize",
     "with_changes",
 ]
@@ -206,19 +196,7 @@ def summarize(values: Sequence[float]) -> Spread:
     return Spread(len(vals), statistics.fmean(vals), std, min(vals), max(vals))
 
 
-@dataclass
-class BenchResult:
-    """What :func:`run_quality` measured and wrote."""
-
-    runs: pd.DataFrame
-    table: str
-    markdown_path: Path
-    csv_path: Path
-    wall_seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _fmt(x: float) -> str:
+def fmt_score(x: float) -> str:
     return f"{x:.3f}"
 
 
@@ -234,259 +212,40 @@ def markdown_table(runs: pd.DataFrame, ablations: Sequence[Ablation] = ABLATIONS
     default_rows = runs[runs["ablation"] == "default"]
     default = summarize(default_rows["macro_f1"])
     default_by_seed = dict(zip(default_rows["seed"], default_rows["macro_f1"]))
-    lines = [
-        "| recipe | change | seeds | held-out macro F1, mean ± std | min-max | default minus this "
-        "| default better by more than the spread | default better on |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    rows_out = []
     for ab in ablations:
         rows = runs[runs["ablation"] == ab.name]
         if rows.empty:
             continue
         s = summarize(rows["macro_f1"])
         seeds = ", ".join(str(int(x)) for x in rows["seed"])
-        std = f" ± {_fmt(s.std)}" if s.n > 1 else " (one seed)"
-        if ab.name == "default":
-            diff, verdict, paired = "", "", ""
-        else:
-            pairs = [(default_by_seed[k], f) for k, f in zip(rows["seed"], rows["macro_f1"]) if k in default_by_seed]
-            wins = sum(d > f for d, f in pairs)
-            paired = f"{wins} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}" if pairs else "n/a (no shared seed)"
-            d = default.mean - s.mean
-            spread = max(default.std, s.std)
-            diff = f"{d:+.3f}"
-            if default.n == 1 and s.n == 1:
-                verdict = "n/a (one seed each)"
-            else:
-                verdict = f"{'yes' if d > spread else 'no'} (spread {_fmt(spread)})"
-        lines.append(
-            f"| {ab.name} | {ab.change} | {seeds} | {_fmt(s.mean)}{std} | "
-            f"{_fmt(s.min)}-{_fmt(s.max)} | {diff} | {verdict} | {paired} |"
+        std = f" ± {fmt_score(s.std)}" if s.n > 1 else " (one seed)"
+        verdict = ["", "", ""] if ab.name == "default" else _against_default(
+            default, s, [(default_by_seed[k], f) for k, f in zip(rows["seed"], rows["macro_f1"]) if k in default_by_seed]
         )
-    return "\n".join(lines) + "\n"
+        rows_out.append([ab.name, ab.change, seeds, f"{fmt_score(s.mean)}{std}",
+                         f"{fmt_score(s.min)}-{fmt_score(s.max)}", *verdict])
+    return render_markdown(TABLE_HEADER, rows_out) + "\n"
 
 
-def _synth_matches(folder: Path, params: dict[str, Any]) -> bool:
-    meta = folder / "synth.json"
-    try:
-        found = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return bool(found.get("complete")) and all(found.get(k) == v for k, v in params.items())
+#: The columns of the benchmark's summary table.
+TABLE_HEADER = [
+    "recipe", "change", "seeds", "held-out macro F1, mean ± std", "min-max", "default minus this",
+    "default better by more than the spread", "default better on",
+]
 
 
-def ensure_data(spec: BenchSpec, cache: Path, progress: bool = True) -> Path:
-    """The benchmark's synthetic dataset in ``cache``: generated once, reused after."""
-    from hpa_classify.data.synth import generate
-
-    params = {
-        "n_train": spec.n_train,
-        "n_test": spec.n_test,
-        "size": spec.size,
-        "seed": spec.data_seed,
-        "min_per_class": spec.min_per_class,
-    }
-    folder = Path(cache) / f"synth-{spec.n_train}-{spec.n_test}-{spec.size}px-seed{spec.data_seed}"
-    if _synth_matches(folder, params):
-        log.info("reusing synthetic data in %s", folder)
-        return folder
-    if folder.exists():
-        shutil.rmtree(folder)
-    log.info("generating %d + %d synthetic images into %s", spec.n_train, spec.n_test, folder)
-    generate(
-        folder,
-        n_train=spec.n_train,
-        n_test=spec.n_test,
-        size=spec.size,
-        seed=spec.data_seed,
-        min_per_class=spec.min_per_class,
-        progress=progress,
-    )
-    return folder
-
-
-def _finished(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
-    """The held-out summary of an earlier identical run in ``run_dir``, if complete."""
-    try:
-        same = (run_dir / "config.yaml").read_text(encoding="utf-8") == config_to_yaml(cfg)
-        summary = json.loads((run_dir / "eval-test" / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return summary if same else None
-
-
-def _plan(spec: BenchSpec) -> list[tuple[Ablation, int, Config]]:
-    plan = []
-    for ab in ABLATIONS:
-        if ab.post_hoc:
-            continue
-        for seed in spec.seeds_for(ab):
-            cfg = load_config(
-                spec.preset,
-                [*spec.base_overrides(), *ab.overrides, f"seed={seed}", f"name=bench-{ab.slug}-seed{seed}"],
-            )
-            plan.append((ab, seed, cfg))
-    return plan
-
-
-def run_quality(
-    spec: BenchSpec,
-    out: str | os.PathLike[str],
-    cache: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    command: str = "",
-    threads: int | None = None,
-    console: Console | None = None,
-    progress: bool = True,
-) -> BenchResult:
-    """Train every recipe of :data:`ABLATIONS`, score it held out, write the table.
-
-    Parameters
-    ----------
-    spec : BenchSpec
-        Data, epochs and seeds (:data:`FULL` or :data:`QUICK`).
-    out : path
-        Folder for ``runs/<ablation>/seed<k>/``, ``results.csv`` (one row per
-        run) and ``quality.md`` (the table and how it was made); both written
-        atomically, after every run.
-    cache : path, optional
-        Folder holding the synthetic dataset (default ``<out>/data``).
-    resume : bool
-        Keep runs already finished in ``out`` with the same config.
-    command : str
-        The command line, recorded in ``quality.md``.
-    threads : int, optional
-        Set torch's intra-op threads for this process (default: torch's own
-        choice, one per core). On a machine shared with other jobs, one
-        thread can be much faster than two that wait on each other.
-
-    Returns
-    -------
-    BenchResult
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from hpa_classify.data.layout import checked, load_dataset
-    from hpa_classify.evaluate.run import evaluate_run
-    from hpa_classify.runs import open_run
-    from hpa_classify.train.run import train
-
-    import torch
-
-    console = console or Console()
-    out = Path(out)
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    load_start = os.getloadavg()
-    plan = _plan(spec)  # every config is checked before anything runs
-    data_dir = ensure_data(spec, Path(cache) if cache is not None else out / "data", progress)
-    train_ds = checked(load_dataset(data_dir, prefer="train", require_labels=True))
-    test_ds = checked(load_dataset(data_dir / "test_labels.csv", images=data_dir / "test"))
-
-    rows: list[dict[str, Any]] = []
-    csv_path, md_path = out / "results.csv", out / "quality.md"
-    columns = ["ablation", "seed", "macro_f1", "val_macro_f1", "baseline_macro_f1", "seconds", "run"]
-    bars = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not progress,
-    )
-    with bars:
-        task = bars.add_task("quality benchmark", total=len(plan))
-        for ab, seed, cfg in plan:
-            bars.update(task, description=f"{ab.name}, seed {seed}")
-            run_dir = out / "runs" / ab.slug / f"seed{seed}"
-            t1 = time.perf_counter()
-            held = _finished(run_dir, cfg) if resume else None
-            if held is None:
-                run = train(cfg, train_ds, run_dir, force=True, progress=False)
-                held = evaluate_run(run, test_ds, out_dir=run_dir / "eval-test", progress=False)
-            else:
-                run = open_run(run_dir)
-                log.info("%s: reusing the finished run", run_dir)
-            val = json.loads((run.path / "report" / "summary.json").read_text(encoding="utf-8"))
-            row = {
-                "ablation": ab.name,
-                "seed": seed,
-                "macro_f1": held["macro_f1"],
-                "val_macro_f1": val["macro_f1"],
-                "baseline_macro_f1": held["baseline_macro_f1"],
-                "seconds": round(time.perf_counter() - t1, 1),
-                "run": str(run_dir),
-            }
-            rows.append(row)
-            if ab.name == "default":
-                fixed = next(a for a in ABLATIONS if a.post_hoc)
-                rows.append({
-                    **row,
-                    "ablation": fixed.name,
-                    "macro_f1": held["macro_f1_at_0.5"],
-                    "val_macro_f1": val["macro_f1_at_0.5"],
-                    "seconds": 0.0,
-                })
-            console.print(f"{ab.name}, seed {seed}: held-out macro F1 {held['macro_f1']:.3f} ({row['seconds']:.0f} s)")
-            bars.advance(task)
-            _write(rows, columns, spec, command, t0, load_start, csv_path, md_path)
-
-    runs, table = _write(rows, columns, spec, command, t0, load_start, csv_path, md_path)
-    return BenchResult(
-        runs=runs,
-        table=table,
-        markdown_path=md_path,
-        csv_path=csv_path,
-        wall_seconds=time.perf_counter() - t0,
-        extra={"data": str(data_dir)},
-    )
-
-
-def _write(
-    rows: list[dict[str, Any]],
-    columns: list[str],
-    spec: BenchSpec,
-    command: str,
-    t0: float,
-    load_start: tuple[float, float, float],
-    csv_path: Path,
-    md_path: Path,
-) -> tuple[pd.DataFrame, str]:
-    order = {a.name: i for i, a in enumerate(ABLATIONS)}
-    runs = pd.DataFrame(rows, columns=columns)
-    runs = runs.sort_values(["ablation", "seed"], key=lambda c: c.map(order) if c.name == "ablation" else c)
-    runs = runs.reset_index(drop=True)
-    table = markdown_table(runs)
-    wall = time.perf_counter() - t0
-    baseline = summarize(runs.loc[runs["ablation"] == "default", "baseline_macro_f1"]) if len(runs) else None
-    load_now = os.getloadavg()
-    lines = [
-        "# Quality benchmark (synthetic HPA)",
-        "",
-        f"Command: `{command or 'hpa bench quality'}`",
-        "",
-        f"Data: {spec.n_train} train + {spec.n_test} test synthetic images, {spec.size} px, data seed "
-        f"{spec.data_seed}. Recipe: preset `{spec.preset}`, {spec.epochs} epochs"
-        + (f", overrides {', '.join(spec.overrides)}" if spec.overrides else "")
-        + f". Seeds: default and random init {list(spec.seeds)}, other ablations {list(spec.ablation_seeds)}.",
-        "",
-        f"Wall time: {wall / 60:.1f} min on {os.cpu_count()} CPU cores, {_torch_threads()} torch "
-        f"thread(s); load average "
-        f"{load_start[0]:.1f} at the start, {load_now[0]:.1f} now. Held-out macro F1 on the test split "
-        "(thresholds tuned on each run's validation split).",
-        "",
-        table,
-    ]
-    if baseline is not None and not math.isnan(baseline.mean):
-        lines.append(f"Label-prior baseline (no pixels): {_fmt(baseline.mean)} macro F1.\n")
-    write_csv(csv_path, runs)
-    write_text(md_path, "\n".join(lines))
-    return runs, table
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
+def _against_default(default: Spread, s: Spread, pairs: list[tuple[float, float]]) -> list[str]:
+    """The difference, the spread verdict and the paired count of one ablation against the default."""
+    wins = sum(d > f for d, f in pairs)
+    paired = f"{wins} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}" if pairs else "n/a (no shared seed)"
+    d = default.mean - s.mean
+    spread = max(default.std, s.std)
+    if default.n == 1 and s.n == 1:
+        verdict = "n/a (one seed each)"
+    else:
+        verdict = f"{'yes' if d > spread else 'no'} (spread {fmt_score(spread)})"
+    return [f"{d:+.3f}", verdict, paired]
 
 
 def with_changes(

@@ -30,11 +30,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from matplotlib.ticker import MaxNLocator
+
 from hpa_classify.classes import CLASS_NAMES, NUM_CLASSES, to_multihot
 from hpa_classify.config import flat_config
 from hpa_classify.errors import RunError
+from hpa_classify.evaluate.metrics import binarize, macro_f1, per_class_f1
+from hpa_classify.evaluate.thresholds import load_thresholds, prior_matching_thresholds
 from hpa_classify.fileio import write_csv, write_text
-from hpa_classify.runs import Run, fold_runs, open_run
+from hpa_classify.inference.runs import Run, fold_runs, open_run
+from hpa_classify.render.figures import new_figure, save_figure
+from hpa_classify.render.tables import markdown_table as _markdown
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +91,11 @@ def _metrics(run: Run) -> pd.DataFrame | None:
 
 def _scores(run: Run) -> dict[str, Any]:
     """Macro and per-class F1 from the run's held-out probabilities and thresholds."""
-    from hpa_classify.evaluate.metrics import binarize, macro_f1, per_class_f1
-    from hpa_classify.evaluate.run import train_prior
-    from hpa_classify.evaluate.thresholds import load_thresholds, prior_matching_thresholds
-
     _, probs, labels = run.tuning_probs()
     y = to_multihot(labels)
     preds, _ = binarize(probs, load_thresholds(run.thresholds_path), at_least_one=True)
     half, _ = binarize(probs, np.full(NUM_CLASSES, 0.5), at_least_one=True)
-    matched, _ = binarize(probs, prior_matching_thresholds(probs, train_prior(run)), at_least_one=True)
+    matched, _ = binarize(probs, prior_matching_thresholds(probs, run.train_prior()), at_least_one=True)
     return {
         "evaluated_on": "out-of-fold" if run.is_kfold else "validation",
         "n_images": len(y),
@@ -215,12 +217,7 @@ def format_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def markdown_table(table: pd.DataFrame) -> str:
     """A GitHub Markdown table of ``table`` (index first)."""
-    header, rows = format_table(table)
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
+    return _markdown(*format_table(table))
 
 
 def plot_curves(paths: Sequence[str | os.PathLike[str]], out_png: str | os.PathLike[str]) -> Path:
@@ -228,9 +225,6 @@ def plot_curves(paths: Sequence[str | os.PathLike[str]], out_png: str | os.PathL
 
     A K-fold run is drawn as the mean of its folds. Returns the PNG path.
     """
-    from hpa_classify.evaluate.report import new_figure, save_figure
-    from matplotlib.ticker import MaxNLocator
-
     dirs = [Path(p) for p in paths]
     labels = _label_runs(dirs)
     fig = new_figure(10, 3.8)

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import checked, load_dataset
+from hpa_classify.data.synth import generate, matches
+from hpa_classify.evaluate.evaluation import evaluate_held_out
+from hpa_classify.progress import Progress, open_task
+from hpa_classify.train.single import train_run
+from hpa_classify.workflows.submission import predict_run
 
 log = logging.getLogger(__name__)
 
 DEMO_PRESET = "demo-cpu"
-
-
-def _synth_matches(folder: Path, **params: Any) -> bool:
-    meta = folder / "synth.json"
-    if not meta.is_file():
-        return False
-    try:
-        found = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return all(found.get(k) == v for k, v in params.items())
 
 
 def run_demo(
@@ -36,48 +29,45 @@ def run_demo(
     size: int = 128,
     seed: int = 0,
     overrides: list[str] | None = None,
-    console: Console | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run the whole demo in ``out``; returns the figures it printed."""
-    from hpa_classify.data.synth import generate
-    from hpa_classify.evaluate.run import evaluate_run
-    from hpa_classify.predict import predict_run
-    from hpa_classify.train.run import train
+    """Run the whole demo in ``out``: synthesise, train, evaluate held out, predict.
 
-    console = console or Console()
+    Each of the four steps is a task of ``progress``. Returns the figures the
+    demo reports (held-out and baseline macro F1, files, seconds).
+    """
     out = Path(out)
     t0 = time.perf_counter()
     data_dir = out / "data"
     params = {"n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
-    if _synth_matches(data_dir, **params):
-        console.print(f"[1/4] reusing synthetic data in {data_dir}")
+    if matches(data_dir, **params):
+        open_task(progress, f"[1/4] reusing synthetic data in {data_dir}", None).close()
     else:
-        console.print(f"[1/4] synthesising {n_train} + {n_test} images ({size} px) in {data_dir}")
+        step = open_task(progress, f"[1/4] synthesising {n_train} + {n_test} images ({size} px) in {data_dir}", None)
         if data_dir.exists():
-            import shutil
-
             shutil.rmtree(data_dir)
         generate(data_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, progress=progress)
+        step.close()
     t_synth = time.perf_counter() - t0
 
     cfg = load_config(DEMO_PRESET, overrides or [])
-    console.print(
-        f"[2/4] training {cfg.model.name} (pretrained: {cfg.model.pretrained}) for "
-        f"{cfg.train.epochs} epochs at {cfg.data.size} px"
-    )
+    step = open_task(progress, f"[2/4] training {cfg.model.name} (pretrained: {cfg.model.pretrained}) for "
+                     f"{cfg.train.epochs} epochs at {cfg.data.size} px", None)
     train_ds = checked(load_dataset(data_dir, prefer="train", require_labels=True))
     t1 = time.perf_counter()
-    run = train(cfg, train_ds, out / "runs" / cfg.name, force=True, progress=progress)
+    run = train_run(cfg, train_ds, out / "runs" / cfg.name, force=True, progress=progress)
     t_train = time.perf_counter() - t1
+    step.close()
 
-    console.print("[3/4] evaluating on the held-out synthetic test split")
+    step = open_task(progress, "[3/4] evaluating on the held-out synthetic test split", None)
     test_labelled = checked(load_dataset(data_dir / "test_labels.csv", images=data_dir / "test"))
-    held_out = evaluate_run(run, test_labelled, out_dir=run.path / "eval-test", progress=progress)
+    held_out = evaluate_held_out(run, test_labelled, out_dir=run.path / "eval-test", progress=progress)
+    step.close(f"macro F1 {held_out['macro_f1']:.3f}")
 
-    console.print("[4/4] predicting the test split into a submission")
+    step = open_task(progress, "[4/4] predicting the test split into a submission", None)
     test_ds = checked(load_dataset(data_dir, prefer="test"))
     pred = predict_run(run, test_ds, out / "submission.csv", progress=progress)
+    step.close()
 
     val = json.loads((run.path / "report" / "summary.json").read_text())
     return {

@@ -1,0 +1,94 @@
+"""Commands across runs: compare, demo, bench quality."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from hpa_classify.cli.app import (
+    app,
+    console,
+    kv_table,
+    progress_bars,
+    quiet_lightning,
+)
+
+
+def _frame_table(title: str, frame) -> Table:
+    from hpa_classify.workflows.compare import format_table
+
+    header, rows = format_table(frame)
+    table = Table(title=title)
+    for k, name in enumerate(header):
+        table.add_column(escape(name), justify="left" if k == 0 else "right")
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    return table
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Finished run directories; deltas are against the first.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.md, compare.csv and curves.png.")] = None,
+) -> None:
+    """Compare runs: config keys that differ, macro F1, per-class F1 deltas, time, images/s."""
+    from hpa_classify.workflows import compare as cmp
+
+    frame = cmp.compare_runs(runs)
+    summary = cmp.summary_table(frame).T
+    summary.index.name = "run"
+    console.print(_frame_table("runs (deltas against the first)", summary))
+    console.print(_frame_table("per-class F1 (deltas against the first run)", cmp.class_table(frame)))
+    if out is not None:
+        paths = cmp.write_comparison(runs, out, frame)
+        console.print(f"wrote {paths['markdown']}, {paths['csv']} and {paths['png']}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run and submission.")] = Path("demo"),
+    n: Annotated[int, typer.Option("--n", help="Synthetic training images.")] = 800,
+    n_test: Annotated[int, typer.Option("--n-test", help="Synthetic test images.")] = 200,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a demo-cpu config key.")] = None,
+) -> None:
+    """Synthesise data, train EfficientNet-Lite0 (bundled ImageNet weights), evaluate, predict."""
+    from hpa_classify.workflows.demo import run_demo
+
+    quiet_lightning()
+    result = run_demo(out, n_train=n, n_test=n_test, overrides=set_ or [], progress=progress_bars())
+    console.print(kv_table("demo", result))
+
+
+bench_app = typer.Typer(help="Benchmarks on the synthetic dataset.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for runs, results.csv and quality.md.")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Folder for the synthetic dataset (default: OUT/data).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 64 px, 48 images, 1 epoch, 1 seed.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs of every run.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds of the default and random init, e.g. 0,1,2.")] = None,
+    ablation_seeds: Annotated[Optional[str], typer.Option(help="Seeds of the other ablations, e.g. 0,1.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key in every run.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep runs already finished in OUT with the same config.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads (default: one per core; 1 is faster on a busy machine).")] = None,
+) -> None:
+    """Held-out macro F1 of the default recipe and its ablations, over seeds; prints a Markdown table."""
+    from hpa_classify.workflows.bench import FULL, QUICK, with_changes
+    from hpa_classify.workflows.quality import run_quality
+
+    quiet_lightning()
+    spec = with_changes(QUICK if quick else FULL, epochs, seeds, ablation_seeds, set_ or [])
+    out = out or Path("runs") / ("bench-quality-quick" if quick else "bench-quality")
+    command = " ".join(["hpa", *sys.argv[1:]])
+    result = run_quality(spec, out, cache=cache, resume=resume, command=command, threads=threads,
+                         progress=progress_bars())
+    console.print(result.table, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{result.markdown_path} and {result.csv_path} ({result.wall_seconds / 60:.1f} min)")

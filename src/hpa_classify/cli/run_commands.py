@@ -1,0 +1,209 @@
+"""Commands on runs: train, evaluate, report, predict, export, merge."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hpa_classify.cli.app import (
+    DataArg,
+    DevicesOpt,
+    ImagesOpt,
+    NodesOpt,
+    SkipOpt,
+    app,
+    console,
+    devices_arg,
+    kv_table,
+    load_data,
+    progress_bars,
+    quiet_lightning,
+)
+from hpa_classify.errors import HPAError
+
+
+@app.command()
+def train(
+    data: DataArg,
+    images: ImagesOpt = None,
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file or preset name (e.g. demo-cpu).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=0.001 (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<name>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints/last.ckpt (same DATA, --config and --set).")] = False,
+    skip_invalid: SkipOpt = False,
+    devices: DevicesOpt = None,
+    num_nodes: NodesOpt = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Train K models on multilabel-stratified folds into RUN/fold{i}; thresholds are tuned on their out-of-fold probabilities.")] = None,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="With --folds K: train only fold i (0-based), e.g. one per machine; then 'hpa merge RUN'.")] = None,
+    external: Annotated[Optional[Path], typer.Option("--external", help="Extra training images: an Id,Target CSV (HPAv18 style, PNG or JPG channels); rows whose Id is in DATA are left out.")] = None,
+    external_images: Annotated[Optional[Path], typer.Option("--external-images", help="Image folder of --external (default: beside its CSV).")] = None,
+) -> None:
+    """Train a classifier by transfer learning; writes a run directory (K of them with --folds)."""
+    from hpa_classify.config import load_config
+    from hpa_classify.errors import Interrupted
+    from hpa_classify.inference.distributed import is_global_zero
+    from hpa_classify.train.fit import fit, has_resume_point
+
+    if resume and force:
+        raise HPAError("--resume continues a run and --force replaces it: pass one of them")
+    if fold is not None and folds is None:
+        raise HPAError("--fold i trains one fold of a K-fold run: pass --folds K too")
+    scale = ([f"train.devices={devices}"] if devices is not None else []) + (
+        [f"train.num_nodes={num_nodes}"] if num_nodes is not None else []
+    )
+    cfg = load_config(config, (set_ or []) + scale)
+    run_dir = out or Path("runs") / cfg.name
+    ds = load_data(data, images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
+    ext = None
+    if external is not None:
+        ext = load_data(external, external_images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
+    try:
+        result = fit(cfg, ds, run_dir, folds=folds, fold=fold, external=ext, resume=resume, force=force,
+                     progress=progress_bars())
+    except (Interrupted, KeyboardInterrupt) as exc:
+        message = str(exc) if isinstance(exc, Interrupted) else "training stopped"
+        if has_resume_point(run_dir):
+            message += f"\nto continue: {_resume_command()}"
+        raise Interrupted(message) from None
+    if not is_global_zero():  # the other processes of a distributed run print nothing
+        return
+    if result.external is not None:
+        e = result.external
+        console.print(
+            f"external: {e.n_used} images added from {e.csv}; "
+            f"{e.n_duplicates} rows whose Id is in DATA were left out (kept DATA's rows)"
+        )
+    if result.summary is not None:
+        console.print(kv_table(f"run {run_dir}", result.summary))
+    elif result.kfold is not None:
+        console.print(
+            f"fold {fold} of {folds} done in {run_dir / f'fold{fold}'}; finished folds: "
+            f"{result.kfold.finished}. When all {folds} are finished: hpa merge {run_dir}"
+        )
+
+
+def _resume_command() -> str:
+    """This command line as typed, with --resume instead of --force."""
+    args = [a for a in sys.argv[1:] if a != "--force"]
+    if "--resume" not in args:
+        args.append("--resume")
+    return "hpa " + shlex.join(args)
+
+
+def _print_eval(run_dir: Path) -> None:
+    summary_path = run_dir / "report" / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        console.print(kv_table(f"run {run_dir}", summary))
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
+    data: Annotated[Optional[Path], typer.Argument(help="Labelled held-out data (optional).")] = None,
+    images: ImagesOpt = None,
+    tta: Annotated[Optional[int], typer.Option(help="TTA views (1-8) for DATA.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder.")] = None,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """Macro F1, per-class table and thresholds; on the validation split or on DATA."""
+    from hpa_classify.evaluate.evaluation import evaluate_held_out, tune_thresholds
+    from hpa_classify.inference.runs import open_run
+
+    r = open_run(run)
+    if data is None:
+        summary = tune_thresholds(r, out_dir=out)
+    else:
+        ds = load_data(data, images, "train", skip_invalid, require_labels=True)
+        summary = evaluate_held_out(r, ds, out_dir=out, tta=tta, progress=progress_bars())
+    console.print(kv_table(f"evaluation of {run}", summary))
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: RUN/report).")] = None,
+) -> None:
+    """Regenerate a run's report (curves, per-class F1, PR curves, examples) from its files."""
+    from hpa_classify.evaluate.evaluation import report_run
+    from hpa_classify.inference.runs import open_run
+
+    summary = report_run(open_run(run), out_dir=out)
+    console.print(f"wrote {summary['report']} (macro F1 {summary['macro_f1']:.4f} on the validation split)")
+
+
+@app.command()
+def predict(
+    run: Annotated[list[Path], typer.Argument(help="Run directory made by 'hpa train'; several make an ensemble (RUN [RUN...] DATA).", show_default=False)],
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Submission CSV (Id,Predicted).")] = Path("submission.csv"),
+    images: ImagesOpt = None,
+    tta: Annotated[Optional[int], typer.Option(help="TTA views: flips and 90-degree rotations (1-8).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch.")] = None,
+    skip_invalid: SkipOpt = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports RUN/model.onnx when needed).")] = "torch",
+    devices: DevicesOpt = None,
+    num_nodes: NodesOpt = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Ensemble weights, one per RUN, e.g. 2,1 (default: equal).")] = None,
+) -> None:
+    """Predict labels into a Kaggle submission; probabilities go beside it.
+
+    A K-fold run predicts with the mean of its folds; several runs with the
+    weighted mean of their probabilities.
+    """
+    from hpa_classify.inference.members import parse_weights
+    from hpa_classify.inference.runs import open_run
+    from hpa_classify.workflows.submission import predict_run
+
+    runs = [open_run(r) for r in run]
+    w = parse_weights(weights, len(runs)) if weights is not None else None
+    if tta is not None and not 1 <= tta <= 8:
+        raise HPAError(f"--tta must be 1-8, got {tta}")
+    if backend not in ("torch", "onnx"):
+        raise HPAError(f"--backend must be torch or onnx, got '{backend}'")
+    ds = load_data(data, images, "test", skip_invalid)
+    s = predict_run(runs[0] if len(runs) == 1 else runs, ds, out, tta=tta, batch_size=batch_size,
+                    backend=backend, devices=devices_arg(devices), num_nodes=num_nodes or 1, weights=w,
+                    progress=progress_bars())
+    if s is None:  # another process of a sharded prediction: rank 0 writes and reports
+        return
+    console.print(
+        f"wrote {s.submission} ({s.n_images} images, TTA x{s.tta}, {s.mean_labels:.2f} labels per image; "
+        f"{s.n_fallback} images took the top-1 fallback) and {s.probabilities}"
+    )
+    if s.n_models > 1:
+        console.print(f"mean of {s.n_models} models; thresholds: {s.thresholds_source}"
+                      + (f" ({s.thresholds_path})" if s.thresholds_path else ""))
+    if ds.skipped:
+        console.print(f"[yellow]{len({i for i, _ in ds.skipped})} invalid images were left out[/yellow]")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx).")] = None,
+) -> None:
+    """Export a run's model to ONNX (dynamic batch), for onnxruntime on machines without a GPU."""
+    from hpa_classify.inference.onnx import export_onnx
+    from hpa_classify.inference.runs import open_run
+
+    path = export_onnx(open_run(run), out)
+    console.print(f"wrote {path} (input 'image' N x C x S x S float32, normalised; output 'logits' N x 28)")
+
+
+@app.command()
+def merge(
+    run: Annotated[Path, typer.Argument(help="K-fold run directory whose folds are all trained.")],
+) -> None:
+    """Assemble a K-fold run's out-of-fold probabilities; tune thresholds on them and report."""
+    from hpa_classify.train.kfold import merge_folds
+
+    quiet_lightning()
+    merge_folds(run)
+    _print_eval(run)

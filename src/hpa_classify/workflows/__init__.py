@@ -1,0 +1,2 @@
+"""Whole jobs built from the layers below: a Kaggle submission, run comparisons, the demo,
+and the quality benchmark."""
