@@ -40,10 +40,9 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ import numpy as np
 from hpa_classify.classes import CHANNELS, format_target
 from hpa_classify.data.io import load_sample, resize
 from hpa_classify.data.layout import Dataset, read_table
+from hpa_classify.data.workers import process_pool, worker_count
 from hpa_classify.errors import DataError
 from hpa_classify.fileio import write_json, write_text
 
@@ -405,12 +405,6 @@ def _read_chunk_task(task: tuple[str, int, list[int], int, Dataset]) -> int:
     return len(indices)
 
 
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def _clear(root: Path) -> None:
     for p in list(root.glob("shard-*.npy")) + list(root.glob("shard-*.done")):
         p.unlink()
@@ -532,7 +526,7 @@ def _run(
         write_text(_done_path(root / shard["file"]), digest + "\n")
         write_json(root / META_NAME, plan)  # progress survives an interruption
 
-    n_workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
+    n_workers = worker_count(workers, len(tasks))
     with _progress(progress, f"packing {total} samples", total) as advance:
         if n_workers <= 1:
             for k, (kind, args) in tasks:
@@ -541,9 +535,7 @@ def _run(
                 if remaining[k] == 0:
                     finish(k, _hash_shard(str(root / plan["shards"][k]["file"])))
             return
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+        pool = process_pool(n_workers)
         try:
             pending: dict[Future, tuple[str, int]] = {}
             queue: Iterator[tuple[int, tuple]] = iter(tasks)
