@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from hpa_classify.classes import CHANNELS, to_multihot
 from hpa_classify.config import AugmentConfig, DataConfig
 from hpa_classify.data.layout import Dataset
+from hpa_classify.data.workers import init_loader_worker
 from hpa_classify.seeding import AUGMENT, SHUFFLE, generators, stream_seed
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ def make_loader(
         shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=num_workers,
+        worker_init_fn=init_loader_worker,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
         drop_last=drop_last,

@@ -34,9 +34,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8"
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
-# OpenCV uses its own threads per call; the data loader parallelises across samples.
-cv2.setNumThreads(0)
-
 
 def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
     """Convert a decoded image to 2-D uint8.
