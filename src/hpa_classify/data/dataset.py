@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hpa_classify.classes import CHANNELS, to_multihot
+from hpa_classify.classes import CHANNELS, NUM_CLASSES, to_multihot
 from hpa_classify.config import AugmentConfig, DataConfig
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.workers import init_loader_worker
@@ -128,7 +128,7 @@ class EpochSampler(torch.utils.data.Sampler):
 class HPADataset(torch.utils.data.Dataset):
     """One item per sample: a normalised float32 ``(C, S, S)`` tensor and its targets.
 
-    Items are ``(image, target)`` where target is the 28-long multi-hot vector,
+    Items are ``(image, target)`` where target is the NUM_CLASSES-long multi-hot vector,
     or all zeros for an unlabelled set. ``channels`` names the model's inputs
     in order (default all four); ``mean`` and ``std`` are always given for the
     four channels in :data:`~hpa_classify.classes.CHANNELS` order. With
@@ -161,7 +161,7 @@ class HPADataset(torch.utils.data.Dataset):
         self.mean = np.asarray(mean, np.float32)[self.channel_index].reshape(-1, 1, 1) * 255.0
         self.std = np.asarray(std, np.float32)[self.channel_index].reshape(-1, 1, 1) * 255.0
         n = len(data)
-        self.targets = to_multihot(data.labels) if data.labels is not None else np.zeros((n, 28), np.float32)
+        self.targets = to_multihot(data.labels) if data.labels is not None else np.zeros((n, NUM_CLASSES), np.float32)
 
     def __len__(self) -> int:
         return len(self.data)

@@ -55,6 +55,7 @@ from hpa_classify.data.layout import Dataset, read_table
 from hpa_classify.data.workers import process_pool, worker_count
 from hpa_classify.errors import DataError
 from hpa_classify.fileio import write_json, write_text
+from hpa_classify.progress import Progress, open_task, track
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def open_pack(
                 f"{file}: pack shard is {file.stat().st_size} bytes, expected {expected} (truncated?)"
             )
     if verify:
-        bad = verify_pack(root, progress=False)
+        bad = verify_pack(root)
         if bad:
             raise DataError(f"{root}: shards do not match their checksums: {', '.join(bad)}")
     return PackedDataset(
@@ -262,18 +263,16 @@ def open_pack(
     )
 
 
-def verify_pack(path: str | os.PathLike[str], progress: bool = True) -> list[str]:
+def verify_pack(path: str | os.PathLike[str], progress: Progress | None = None) -> list[str]:
     """Re-hash every shard; return the names of those that differ from ``pack.json``."""
     root = Path(path)
     meta = _read_meta(root)
     shards = meta["shards"]
     bad: list[str] = []
-    with _progress(progress, "verifying shards", len(shards)) as advance:
-        for shard in shards:
-            file = root / shard["file"]
-            if not file.is_file() or shard.get("sha256") != _sha256(file):
-                bad.append(shard["file"])
-            advance(1)
+    for shard in track(shards, "verifying shards", progress=progress):
+        file = root / shard["file"]
+        if not file.is_file() or shard.get("sha256") != _sha256(file):
+            bad.append(shard["file"])
     return bad
 
 
@@ -291,45 +290,6 @@ class PackSummary:
     packed_shards: int
     kept_shards: int
     bytes: int
-
-
-class _NullContext:
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return lambda n: None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _Bar:
-    def __init__(self, description: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.task = self.progress.add_task(description, total=total)
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self.progress.start()
-        return lambda n: self.progress.advance(self.task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-def _progress(enabled: bool, description: str, total: int) -> _Bar | _NullContext:
-    return _Bar(description, total) if enabled and total else _NullContext()
 
 
 def _plan(data: Dataset, size: int, rows_per_shard: int) -> dict[str, Any]:
@@ -419,7 +379,7 @@ def pack(
     workers: int | None = None,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> PackSummary:
     """Decode, resize and store every sample of ``data`` (already validated) in ``out``.
 
@@ -513,7 +473,7 @@ def _run(
     plan: dict[str, Any],
     root: Path,
     workers: int | None,
-    progress: bool,
+    progress: Progress | None,
     total: int,
 ) -> None:
     remaining = {k: 0 for k, _ in tasks}
@@ -527,7 +487,9 @@ def _run(
         write_json(root / META_NAME, plan)  # progress survives an interruption
 
     n_workers = worker_count(workers, len(tasks))
-    with _progress(progress, f"packing {total} samples", total) as advance:
+    task = open_task(progress, f"packing {total} samples", total)
+    advance = task.advance
+    try:
         if n_workers <= 1:
             for k, (kind, args) in tasks:
                 advance(_do(kind, args))
@@ -561,6 +523,8 @@ def _run(
                         finish(k, result)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        task.close()
 
 
 def _take(it: Iterator[tuple[int, tuple]], n: int) -> list[tuple[int, tuple]]:
