@@ -252,7 +252,7 @@ def train_run(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         except SystemExit:  # Lightning exits after a clean shutdown on Ctrl-C
             if not trainer.interrupted:
                 raise
