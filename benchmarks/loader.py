@@ -124,7 +124,7 @@ def _make_data(work: Path, n: int, size: int) -> Path:
     root = work / f"synth{size}-{n}"
     if not (root / "train.csv").is_file():
         print(f"generating {n} synthetic samples at {size} px in {root} ...", file=sys.stderr)
-        generate(root, n_train=n, n_test=0, size=size, seed=0, min_per_class=0, progress=False)
+        generate(root, n_train=n, n_test=0, size=size, seed=0, min_per_class=0)
     return root
 
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data or _make_data(args.work, args.n, args.size)
     source = load_dataset(root)
     cache = args.work / f"pack-{source.csv_path.parent.name}-{args.size}"
-    pack(source, cache, size=args.size, workers=args.workers, progress=False)
+    pack(source, cache, size=args.size, workers=args.workers)
     packed = open_pack(cache)
 
     augment = build_augment(AugmentConfig(), args.size)
