@@ -64,9 +64,19 @@ def delta_column(class_id: int) -> str:
 
 
 def _label_runs(paths: Sequence[Path]) -> list[str]:
-    """Short unique labels: the folder name, or the path where names repeat."""
+    """Short unique labels: the folder name, or the path where names repeat (``#k`` for a repeat).
+
+    >>> _label_runs([Path("runs/a"), Path("runs/a")])
+    ['runs/a', 'runs/a #2']
+    """
     names = [p.name for p in paths]
-    return [p.name if names.count(p.name) == 1 else str(p) for p in paths]
+    labels = [p.name if names.count(p.name) == 1 else str(p) for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return out
 
 
 def _metrics(run: Run) -> pd.DataFrame | None:

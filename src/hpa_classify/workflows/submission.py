@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ def thresholds_path_for(submission: Path) -> Path:
 def predict_run(
     run: Run | Sequence[Run],
     data: Dataset,
-    out: Path,
+    out: str | os.PathLike[str],
     tta: int | None = None,
     batch_size: int | None = None,
     progress: Progress | None = None,
@@ -95,6 +96,7 @@ def predict_run(
     :func:`hpa_classify.ensemble.ensemble_thresholds` explains (those
     thresholds are written beside the submission as ``<name>_thresholds.json``).
     """
+    out = Path(out)
     runs = [run] if isinstance(run, Run) else list(run)
     chosen = ensemble_thresholds(runs, weights)
     thresholds = chosen.thresholds
