@@ -3,7 +3,9 @@
 Nuclei come from the blue channel: smoothed, thresholded (Li's minimum
 cross-entropy threshold, which keeps dim nuclei that Otsu's cuts), holes
 filled, small specks dropped, and touching nuclei split by a watershed on the
-distance transform seeded by its h-maxima. Cells come from a watershed seeded
+distance transform seeded by its h-maxima; the distance is taken after the
+dark seams between touching nuclei (pixels darker than their surroundings)
+are cut out, so that nuclei pressed together along a long contact part too. Cells come from a watershed seeded
 by the nuclei over the smoothed reference channels (red microtubules, yellow
 ER, blue nucleus), inside a foreground mask: each cell grows from its nucleus
 until it meets a dark gap or another cell. A cell and its nucleus share one id.
