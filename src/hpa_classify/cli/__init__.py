@@ -11,6 +11,7 @@ imports are lazy for start-up speed only.
 from hpa_classify.cli import data_commands  # noqa: F401
 from hpa_classify.cli import run_commands  # noqa: F401
 from hpa_classify.cli import experiment_commands  # noqa: F401
+from hpa_classify.cli import cells_commands  # noqa: F401
 from hpa_classify.cli.app import app, main
 
 __all__ = ["app", "main"]

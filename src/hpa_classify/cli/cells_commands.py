@@ -1,0 +1,55 @@
+"""Commands on single cells: segment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from hpa_classify.cli.app import DataArg, ImagesOpt, SkipOpt, app, console, progress_bars
+
+
+@app.command()
+def segment(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for {Id}_nuclei.png, {Id}_cells.png (uint16 labels) and cells.csv.")],
+    images: ImagesOpt = None,
+    split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")] = "train",
+    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="Pixel size of the images, um/px (default: 163.84 um / image side; 0.08 at 2048 px, 0.32 at 512 px).")] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Use label images made elsewhere: DIR/{Id}_cells.png (or .tif), optionally {Id}_nuclei.png.")] = None,
+    truth: Annotated[Optional[Path], typer.Option("--eval", help="Folder of true {Id}_nuclei.png / {Id}_cells.png: print the average precision of the result.")] = None,
+    overlays: Annotated[bool, typer.Option("--overlays", help="Also write OUT/overlays/{Id}.png: outlines on the composite.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace results in OUT made with other settings or masks.")] = False,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """Segment nuclei and cells of every field (no weights needed), or take label images made elsewhere."""
+    # lazy for start-up speed: 'hpa --help' stays fast
+    from hpa_classify.cells.batch import segment_dataset
+    from hpa_classify.cells.evaluation import evaluate_labels
+    from hpa_classify.cells.segment import SegmentSettings
+    from hpa_classify.data.layout import checked, load_dataset
+
+    settings = SegmentSettings(pixel_size=pixel_size)
+    ds = checked(load_dataset(data, images, prefer=split), skip_invalid=skip_invalid)
+    s = segment_dataset(ds, out, settings=settings, masks=masks, overlays=overlays, workers=workers,
+                        force=force, progress=progress_bars())
+    kept = f" ({s.n_resumed} kept from an earlier run)" if s.n_resumed else ""
+    source = "taken from " + str(masks) if masks is not None else "segmented"
+    console.print(f"{s.n_fields} fields {source}{kept}: {s.n_cells} cells in {s.seconds:.1f} s; "
+                  f"wrote labels and {s.csv}")
+    if s.empty:
+        console.print(f"[yellow]{len(s.empty)} fields without cells[/yellow]")
+    if truth is None:
+        return
+    scores = evaluate_labels(out, truth, ds.ids, progress=progress_bars())
+    table = Table(title=f"Average precision against {truth}")
+    for column in ("objects", "AP@0.5", "AP@0.5:0.95", "true", "found", "TP@0.5", "FP@0.5", "FN@0.5"):
+        table.add_column(column, justify="left" if column == "objects" else "right")
+    for kind, counts in scores.items():
+        m = counts.summary()
+        table.add_row(kind, f"{m['ap50']:.3f}", f"{m['map']:.3f}", str(m["n_true"]), str(m["n_pred"]),
+                      str(m["tp50"]), str(m["fp50"]), str(m["fn50"]))
+    console.print(table)
