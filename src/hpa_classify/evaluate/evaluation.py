@@ -36,6 +36,7 @@ from hpa_classify.fileio import write_csv, write_json
 from hpa_classify.inference.members import ensemble_probs
 from hpa_classify.inference.probs import probs_frame
 from hpa_classify.inference.runs import Run, read_json
+from hpa_classify.outputs import check_output_folder
 from hpa_classify.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,10 @@ def evaluate_held_out(
     """
     if data.labels is None:
         raise DataError(f"{data.csv_path}: evaluation needs a 'Target' column")
+    out = Path(out_dir or run.path / f"eval-{data.csv_path.stem}")
+    check_output_folder(out, inputs=[data.csv_path, data.image_dir])
     thresholds = load_thresholds(run.thresholds_path)
     probs = ensemble_probs([run], data, tta=tta, progress=progress)
-    out = Path(out_dir or run.path / f"eval-{data.csv_path.stem}")
     write_csv(out / "probs.csv", probs_frame(data.ids, probs, data.labels))
     return _summarise(
         run, to_multihot(data.labels), probs, thresholds,

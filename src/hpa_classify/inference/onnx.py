@@ -23,6 +23,7 @@ from torch import nn
 from hpa_classify.errors import HPAError, RunError
 from hpa_classify.fileio import atomic_path
 from hpa_classify.inference.runs import Run, load_model
+from hpa_classify.outputs import check_output_files
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def export_onnx(run: Run, out: str | os.PathLike[str] | None = None, opset: int 
     The batch axis is dynamic; the spatial side is the run's ``data.size``.
     """
     out = Path(out) if out is not None else onnx_path(run)
+    check_output_files([out], protected=[run.path], allowed=[onnx_path(run)])
     model = load_model(run, "cpu")
     cfg = run.cfg
     example = torch.zeros(1, len(cfg.data.channels), cfg.data.size, cfg.data.size)

@@ -15,9 +15,11 @@ from typing import Any
 from hpa_classify.config import Config
 from hpa_classify.data.external import ExternalSummary, add_external, drop_duplicates
 from hpa_classify.data.layout import Dataset
+from hpa_classify.data.sources import input_folders
 from hpa_classify.errors import ConfigError
 from hpa_classify.fileio import write_json
 from hpa_classify.inference.runs import Run, read_json
+from hpa_classify.outputs import check_output_folder
 from hpa_classify.progress import Progress
 from hpa_classify.train.kfold import KFoldResult, train_kfold
 from hpa_classify.train.single import split_dataset, train_run
@@ -91,6 +93,8 @@ def fit(
     if fold is not None and folds is None:
         raise ConfigError("a single fold (fold=i) needs the number of folds (folds=K) too")
     run_dir = Path(run_dir)
+    check_output_folder(run_dir, inputs=[data.csv_path, data.image_dir, *input_folders(data)]
+                        + ([external.csv_path, external.image_dir] if external is not None else []))
     if folds is not None:
         result = train_kfold(cfg, data, run_dir, folds, fold=fold, external=external,
                              force=force, resume=resume, progress=progress)

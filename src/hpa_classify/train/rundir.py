@@ -6,6 +6,7 @@ The layout of a run and how to open one are in :mod:`hpa_classify.inference.runs
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import platform
 import shutil
@@ -28,8 +29,29 @@ from hpa_classify.inference.runs import TRAIN_PRIOR_FILE
 log = logging.getLogger(__name__)
 
 
+#: The format tag of ``env.json``: marks a folder as a run this tool made.
+RUN_FORMAT = "hpa-classify run 1"
+
+
+def made_by_this_tool(path: Path) -> bool:
+    """Whether ``path`` is a run folder this tool wrote (``config.yaml`` and its own ``env.json``)."""
+    if not (path / "config.yaml").is_file():
+        return False
+    try:
+        env = json.loads((path / "env.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(env, dict) and (env.get("format") == RUN_FORMAT or "hpa_classify" in env)
+
+
 def prepare_run_dir(path: Path, force: bool) -> Path:
-    """Create ``path`` for a new run; refuse to overwrite an existing one without ``force``."""
+    """Create ``path`` for a new run; refuse to overwrite an existing one without ``force``.
+
+    ``force`` replaces only a run folder this tool made (:func:`made_by_this_tool`);
+    any other non-empty folder is refused, whatever the flags.
+    """
+    if path.is_file():
+        raise RunError(f"{path}: exists and is a file; the run directory must be a folder")
     if path.exists() and any(path.iterdir()):
         if not force:
             if (path / "checkpoints" / "last.ckpt").is_file() and not (path / "thresholds.json").is_file():
@@ -38,13 +60,14 @@ def prepare_run_dir(path: Path, force: bool) -> Path:
                     "or --force to overwrite it"
                 )
             raise RunError(f"{path}: run directory exists; pass --force to overwrite it")
-        if not (path / "config.yaml").is_file():
-            raise RunError(f"{path}: exists and is not a run directory; refusing to overwrite it")
+        if not made_by_this_tool(path):
+            raise RunError(
+                f"{path}: exists and is not a run folder made by 'hpa train' (no config.yaml and "
+                "env.json of its own); --force replaces only those: choose another -o"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
 
 
 def _git(*args: str) -> str | None:
@@ -106,7 +129,7 @@ def write_env(
     data_profile: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``env.json``: :func:`environment`, the resolved config and the data's profile."""
-    env = environment(data_fingerprint)
+    env = {"format": RUN_FORMAT, **environment(data_fingerprint)}
     env["config"] = cfg.model_dump(mode="json")
     env["data_profile"] = data_profile
     return write_json(run_dir / "env.json", env)

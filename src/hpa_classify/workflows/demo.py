@@ -11,7 +11,8 @@ from typing import Any
 
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import checked, load_dataset
-from hpa_classify.data.synth import generate, matches
+from hpa_classify.data.synth import generate, matches, written_here
+from hpa_classify.errors import DataError
 from hpa_classify.evaluate.evaluation import evaluate_held_out
 from hpa_classify.progress import Progress, open_task
 from hpa_classify.train.single import train_run
@@ -44,6 +45,11 @@ def run_demo(
         open_task(progress, f"[1/4] reusing synthetic data in {data_dir}", None).close()
     else:
         step = open_task(progress, f"[1/4] synthesising {n_train} + {n_test} images ({size} px) in {data_dir}", None)
+        if data_dir.exists() and not written_here(data_dir):
+            raise DataError(
+                f"{data_dir}: exists and was not written by 'hpa synth'; the demo deletes only its own "
+                "synthetic data: choose another --out"
+            )
         if data_dir.exists():
             shutil.rmtree(data_dir)
         generate(data_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, progress=progress)

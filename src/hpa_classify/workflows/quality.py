@@ -18,8 +18,8 @@ import torch
 
 from hpa_classify.config import Config, config_to_yaml, load_config
 from hpa_classify.data.layout import checked, load_dataset
-from hpa_classify.data.synth import generate, matches
-from hpa_classify.errors import ConfigError
+from hpa_classify.data.synth import generate, matches, written_here
+from hpa_classify.errors import ConfigError, DataError
 from hpa_classify.evaluate.evaluation import evaluate_held_out
 from hpa_classify.fileio import write_csv, write_text
 from hpa_classify.inference.runs import open_run
@@ -55,6 +55,8 @@ def ensure_data(spec: BenchSpec, cache: Path, progress: Progress | None = None) 
     if matches(folder, **params):
         log.info("reusing synthetic data in %s", folder)
         return folder
+    if folder.exists() and not written_here(folder):
+        raise DataError(f"{folder}: exists and was not written by 'hpa synth'; choose another --cache")
     if folder.exists():
         shutil.rmtree(folder)
     log.info("generating %d + %d synthetic images into %s", spec.n_train, spec.n_test, folder)

@@ -20,6 +20,7 @@ import pandas as pd
 from hpa_classify.classes import format_target
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.profile import differences, profile
+from hpa_classify.data.sources import input_files, input_folders
 from hpa_classify.ensemble import ensemble_thresholds
 from hpa_classify.errors import HPAError
 from hpa_classify.evaluate.metrics import binarize
@@ -29,6 +30,7 @@ from hpa_classify.inference.distributed import is_global_zero, sharded, wants_di
 from hpa_classify.inference.members import ensemble_probs, members
 from hpa_classify.inference.probs import probs_frame
 from hpa_classify.inference.runs import Run
+from hpa_classify.outputs import check_output_files
 from hpa_classify.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,11 @@ def predict_run(
     """
     out = Path(out)
     runs = [run] if isinstance(run, Run) else list(run)
+    check_output_files(
+        [out, probs_path_for(out)] + ([thresholds_path_for(out)] if len(runs) > 1 else []),
+        inputs=input_files(data),
+        protected=[r.path for r in runs] + input_folders(data),
+    )
     chosen = ensemble_thresholds(runs, weights)
     thresholds = chosen.thresholds
     n_models = len(members(runs, weights))

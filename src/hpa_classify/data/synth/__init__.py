@@ -43,6 +43,7 @@ from hpa_classify.data.synth.writer import (
     SynthSummary,
     generate,
     matches,
+    written_here,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "class_probabilities",
     "generate",
     "matches",
+    "written_here",
     "render_sample",
     "sample_labels",
 ]

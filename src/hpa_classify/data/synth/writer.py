@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 from hpa_classify.classes import CHANNELS, CLASS_NAMES, format_target
-from hpa_classify.data.synth.image import MIN_SIZE, render_sample
+from hpa_classify.data.synth.image import MIN_SIZE, render_field, render_sample
 from hpa_classify.data.synth.labels import class_counts, sample_labels
+from hpa_classify.data.synth.truth import cell_targets, true_labels
 from hpa_classify.data.workers import process_pool, worker_count
 from hpa_classify.errors import ConfigError, DataError
 from hpa_classify.fileio import atomic_path, write_json
@@ -31,8 +32,15 @@ TEST_PREFIX = "synth-t-"
 
 _SPLITS = {"train": 0, "test": 1}
 
-#: One image to render: out_dir, split, index, sample id, labels, size, seed.
-_Task = tuple[str, str, int, str, list[int], int, int]
+#: Folder of the true label images (``generate(..., masks=True)``), and its table of cell labels.
+MASKS_DIR = "masks"
+CELL_LABELS = "cell_labels.csv"
+
+#: One image to render: out_dir, split, index, sample id, labels, size, seed, masks.
+_Task = tuple[str, str, int, str, list[int], int, int, bool]
+
+#: One cell of the true labels: sample id, cell id, its Target.
+_CellRow = tuple[str, int, str]
 
 
 @dataclass
@@ -62,14 +70,26 @@ def _ids(split: str, n: int) -> list[str]:
     return [f"{prefix}{i:06d}" for i in range(n)]
 
 
-def _write_one(task: _Task) -> None:
-    out_dir, split, index, sample_id, labels, size, seed = task
-    image = render_sample(labels, size, image_rng(seed, split, index))
+def _write_one(task: _Task) -> list[_CellRow]:
+    """Render and write one image (and its true labels when asked); returns its cells' rows."""
+    out_dir, split, index, sample_id, labels, size, seed, masks = task
+    rng = image_rng(seed, split, index)
+    # the same draws either way: the truth is read from the geometry, not drawn
+    image, fld = render_field(labels, size, rng) if masks else (render_sample(labels, size, rng), None)
     folder = Path(out_dir) / split
     for channel, plane in zip(CHANNELS, image, strict=True):
         path = folder / f"{sample_id}_{channel}.png"
         if not cv2.imwrite(str(path), plane):
             raise DataError(f"could not write {path}")
+    if fld is None:
+        return []
+    nuclei, cells, cell_index = true_labels(fld, size)
+    for kind, plane in (("nuclei", nuclei), ("cells", cells)):
+        path = Path(out_dir) / MASKS_DIR / f"{sample_id}_{kind}.png"
+        if not cv2.imwrite(str(path), plane):
+            raise DataError(f"could not write {path}")
+    targets = cell_targets(fld, labels, cell_index)
+    return [(sample_id, k, t) for k, t in enumerate(targets, start=1)]
 
 
 def _write_table(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -161,6 +181,11 @@ def _check_params(n_train: int, n_test: int, size: int, workers: int | None) -> 
         raise ConfigError(f"workers must be >= 1, got {workers}")
 
 
+def written_here(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a ``synth.json`` of this generator (finished or not)."""
+    return _read_record(Path(folder)) is not None
+
+
 def _prepare(out_dir: Path, params: dict[str, Any]) -> None:
     """Empty an earlier output, mark the folder as incomplete, make the split folders."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +196,10 @@ def _prepare(out_dir: Path, params: dict[str, Any]) -> None:
                 path.unlink()
     for name in ("train.csv", "test_labels.csv", "sample_submission.csv"):
         (out_dir / name).unlink(missing_ok=True)
+    if (out_dir / MASKS_DIR).is_dir():
+        for path in (out_dir / MASKS_DIR).glob(f"{TRAIN_PREFIX}*.png"):
+            path.unlink()
+        (out_dir / MASKS_DIR / CELL_LABELS).unlink(missing_ok=True)
     write_json(out_dir / "synth.json", {**params, "complete": False})
     for split in _SPLITS:
         (out_dir / split).mkdir(exist_ok=True)
@@ -186,6 +215,7 @@ def generate(
     min_per_class: int = 2,
     workers: int | None = None,
     progress: Progress | None = None,
+    masks: bool = False,
 ) -> SynthSummary:
     """Write a synthetic HPA dataset in the Kaggle 2018 layout.
 
@@ -217,6 +247,12 @@ def generate(
         Processes rendering images; default ``os.cpu_count()``.
     progress : Progress, optional
         Told of each image rendered (:mod:`hpa_classify.progress`).
+    masks : bool
+        Also write the true label images of every field into ``out_dir/masks/``:
+        ``{Id}_nuclei.png`` and ``{Id}_cells.png`` (uint16, 0 background, a cell
+        and its nucleus share one id, as ``hpa segment`` writes them), and
+        ``masks/cell_labels.csv`` (``Id,cell,Target``: the classes each cell
+        shows). The images are the same bytes with or without.
 
     Returns
     -------
@@ -248,10 +284,14 @@ def generate(
         "min_per_class": min_per_class,
         "channels": list(CHANNELS),
     }
+    if masks:  # recorded only when asked, so that the record of a plain dataset is unchanged
+        params["masks"] = MASKS_DIR
     _prepare(out_dir, params)
+    if masks:
+        (out_dir / MASKS_DIR).mkdir(exist_ok=True)
 
     tasks: list[_Task] = [
-        (str(out_dir), split, i, sid, lab, size, seed)
+        (str(out_dir), split, i, sid, lab, size, seed, masks)
         for split in _SPLITS
         for i, (sid, lab) in enumerate(zip(ids[split], labels[split], strict=True))
     ]
@@ -260,26 +300,32 @@ def generate(
         "rendering %d train + %d test images of %d px with %d worker(s) into %s",
         n_train, n_test, size, n_workers, out_dir,
     )
-    _run_tasks(tasks, n_workers, progress)
+    cell_rows = _run_tasks(tasks, n_workers, progress)
+    if masks:
+        _write_table(out_dir / MASKS_DIR / CELL_LABELS, ("Id", "cell", "Target"), cell_rows)
     counts = _finish(out_dir, params, ids, labels)
     return SynthSummary(out_dir, n_train, n_test, size, seed, counts["train"], counts["test"])
 
 
-def _run_tasks(tasks: list[_Task], n_workers: int, progress: Progress | None) -> None:
+def _run_tasks(tasks: list[_Task], n_workers: int, progress: Progress | None) -> list[_CellRow]:
+    """Render every task; returns the rows of the cells' labels (none without masks), in order."""
+    rows: list[_CellRow] = []
     task = open_task(progress, "synthetic images", len(tasks))
     try:
         if n_workers == 1:
             for item in tasks:
-                _write_one(item)
+                rows += _write_one(item)
                 task.advance(1)
-            return
+            return rows
         chunk = max(1, min(16, len(tasks) // (n_workers * 8)))
         pool = process_pool(n_workers)
         try:
-            for _ in pool.map(_write_one, tasks, chunksize=chunk):
+            for found in pool.map(_write_one, tasks, chunksize=chunk):
+                rows += found
                 task.advance(1)
         finally:
             # on an error, images not yet started are dropped rather than rendered
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
         task.close()
+    return rows
