@@ -37,6 +37,17 @@ def brief(value: object, limit: int = 80) -> str:
     return f"{text[: max(1, limit - 2)]}... ({size})"
 
 
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters, saying how much was left out.
+
+    >>> shorten("abc"), shorten("x" * 50, 10)
+    ('abc', 'xxxxxxxxxx... (40 more characters)')
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class HPAError(Exception):
     """Base class of errors caused by the user's input.
 
@@ -48,8 +59,7 @@ class HPAError(Exception):
     def __init__(self, *args: object) -> None:
         if args and isinstance(args[0], str) and len(args[0]) > MAX_MESSAGE:
             text = args[0]
-            cut = f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters left out)"
-            args = (cut, *args[1:])
+            args = (shorten(text, MAX_MESSAGE), *args[1:])
         super().__init__(*args)
 
 
