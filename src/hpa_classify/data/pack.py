@@ -577,14 +577,17 @@ def _init_worker() -> None:
 
 
 def _die_with_parent() -> None:
-    """End this process when its parent ends; for the initializer of a worker pool.
+    """End this process when the process that started it ends; for a worker pool's initializer.
 
-    On Linux the kernel sends SIGKILL when the parent exits
-    (``prctl(PR_SET_PDEATHSIG)``); a forkserver's workers get it when the
-    forkserver exits, which it does when the main process is gone. Elsewhere,
-    or if ``prctl`` fails, a daemon thread checks the parent's pid every
-    second. A worker killed mid-shard leaves no ``.done`` marker, so its
-    shard is packed again on the next run.
+    Two guards, for every start method: on Linux the kernel sends SIGKILL
+    when the OS parent exits (``prctl(PR_SET_PDEATHSIG)``: the main process
+    for fork and spawn); and a daemon thread waits on the multiprocessing
+    parent's sentinel, a pipe that reaches its end when the main process is
+    gone (for a forkserver's workers, whose OS parent is the forkserver: it
+    outlives the main process while any of its children is alive). Without a
+    multiprocessing parent the thread checks the parent pid every second. A
+    worker killed mid-shard leaves no ``.done`` marker, so its shard is packed
+    again on the next run.
     """
     parent = os.getppid()
     if sys.platform.startswith("linux"):
@@ -592,16 +595,21 @@ def _die_with_parent() -> None:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # 1: PR_SET_PDEATHSIG
-                if os.getppid() != parent:  # the parent ended before prctl took effect
-                    os._exit(1)
-                return
+            if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0 and os.getppid() != parent:  # 1: PR_SET_PDEATHSIG
+                os._exit(1)  # the parent ended before prctl took effect
         except (OSError, AttributeError):
             pass
-    threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    process = multiprocessing.parent_process()
+    sentinel = getattr(process, "sentinel", None) if process is not None else None
+    threading.Thread(target=_watch_parent, args=(parent, sentinel), name="watch-parent", daemon=True).start()
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(parent: int, sentinel: int | None) -> None:
+    if sentinel is not None:
+        from multiprocessing.connection import wait as wait_for
+
+        wait_for([sentinel])  # readable at end of file: the parent is gone
+        os._exit(1)
     while True:
         time.sleep(1.0)
         if os.getppid() != parent:
@@ -620,9 +628,9 @@ def _clear(root: Path) -> None:
 def _check_out(root: Path, data: Dataset) -> None:
     """Refuse a pack folder that is, holds or lies inside an input of this pack."""
     out = root.resolve()
-    inputs: list[tuple[str, Path]] = [("CSV", data.csv_path), ("image folder", data.image_dir)]
+    inputs: list[tuple[str, Path]] = [("image folder", data.image_dir), ("CSV", data.csv_path)]
     if isinstance(data, PackedDataset):
-        inputs.append(("source pack", data.root))
+        inputs.insert(0, ("source pack", data.root))
     for what, path in inputs:
         src = Path(path).resolve()
         if out == src:
