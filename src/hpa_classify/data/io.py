@@ -260,15 +260,16 @@ def jpeg_size(data: _Readable) -> tuple[int, int] | None:
     return _jpeg_segments(data)[0]
 
 
-def read_file(path: Path, what: str = "file", limit: int = MAX_FILE_BYTES) -> bytes:
+def read_file(path: Path, what: str = "file", limit: int | None = None) -> bytes:
     """The bytes of ``path``; a :class:`DataError` naming it when it is missing, unreadable
-    or larger than ``limit`` bytes.
+    or larger than ``limit`` bytes (default :data:`MAX_FILE_BYTES`).
 
     >>> read_file(Path("/nonexistent/x.csv"), "CSV file")
     Traceback (most recent call last):
     ...
     hpa_classify.errors.DataError: /nonexistent/x.csv: CSV file not found
     """
+    limit = MAX_FILE_BYTES if limit is None else limit
     try:
         size = path.stat().st_size
         if size > limit:
@@ -333,9 +334,9 @@ def _header_size(data: _FileBytes, path: Path) -> tuple[int, int]:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 width, height = tiff_plane_shape(page, path)
-                end = max(
-                    (o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0
-                )
+                if not page.dataoffsets or not page.databytecounts:
+                    raise DataError(f"{path}: not a readable TIFF (no image data offsets)")
+                end = max(o + n for o, n in zip(page.dataoffsets, page.databytecounts))
         except DataError:
             raise
         except Exception as exc:  # tifffile raises many kinds on bad bytes

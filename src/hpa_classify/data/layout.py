@@ -172,7 +172,7 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
     lower = [h.lower() for h in header]
     if "id" not in lower:
         raise DataError(
-            f"{path}: no 'Id' column in the header {brief(rows[0])} ({len(header)} columns; "
+            f"{path}, line {numbered[0][0]}: no 'Id' column in the header {brief(rows[0])} ({len(header)} columns; "
             "the first line must name the columns, e.g. 'Id,Target')"
         )
     id_col = lower.index("id")
@@ -200,14 +200,21 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
         ids.append(sample_id)
         if labels is not None:
             target = row[target_col] if target_col < len(row) else ""
-            shown = sample_id if len(sample_id) <= 80 else brief(sample_id)
+            where = f"row {lineno} (Id {_show_id(sample_id)}) of {path}"
+            if len(target) > 200:  # all 28 classes take 73 characters
+                raise LabelError(f"{where}: Target {brief(target)} is not a list of class ids 0-27")
             try:
-                labels.append(parse_target(target, row=f"{lineno} (Id {shown}) of {path}"))
+                labels.append(parse_target(target, row=where.removeprefix("row ")))
             except LabelError as exc:
                 raise LabelError(shorten(str(exc), 400)) from None
     if dupes:
         raise DataError(f"{path}: duplicate Ids: {summarize_ids(sorted(set(dupes)))}")
     return ids, labels
+
+
+def _show_id(sample_id: str) -> str:
+    """An Id for a message: as it is, or cut short when over 80 characters."""
+    return sample_id if len(sample_id) <= 80 else brief(sample_id)
 
 
 def _csv_rows(text: str, path: Path) -> list[tuple[int, int, list[str]]]:
@@ -343,7 +350,7 @@ class ValidationReport:
         bad = self.bad_ids
         lines = [f"{len(bad)} of {self.n_samples} samples are invalid: {summarize_ids(bad, limit)}"]
         for sample_id, msg in self.problems[:limit]:
-            lines.append(f"  {sample_id}: {msg}")
+            lines.append(f"  {_show_id(sample_id)}: {msg}")
         if len(self.problems) > limit:
             lines.append(f"  ... and {len(self.problems) - limit} more problems")
         return "\n".join(lines)
@@ -356,7 +363,7 @@ def _check_sample(
     problems = []
     missing = [c for c in CHANNELS if c not in files]
     for c in missing:
-        problems.append(f"missing {c} channel (no {sample_id}_{c}.png/.jpg/.tif in {image_dir})")
+        problems.append(f"missing {c} channel (no {_show_id(sample_id)}_{c}.png/.jpg/.tif in {image_dir})")
     sizes = {}
     for c, path in files.items():
         try:
