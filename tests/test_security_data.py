@@ -483,3 +483,16 @@ def test_an_oversized_image_file_is_refused_before_reading(root: Path, monkeypat
         read_channel(png)
     with pytest.raises(DataError, match=r"s0_red.png: .*bytes, more than the 100 accepted"):
         image_size(png)
+
+
+def test_fingerprint_of_names_and_sizes_for_older_run_records(root: Path) -> None:
+    import hashlib
+
+    ds = load_dataset(root)
+    old = hashlib.sha256()
+    for files in ds.files:
+        for c in ("red", "green", "blue", "yellow"):
+            old.update(f"{files[c].name}\t{files[c].stat().st_size}\n".encode())
+    legacy = ds.fingerprint(content=False)
+    assert legacy["files_sha256"] == old.hexdigest() and legacy["files_hashed"] == "name, size"
+    assert ds.fingerprint()["files_sha256"] != legacy["files_sha256"]

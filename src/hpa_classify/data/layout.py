@@ -97,13 +97,17 @@ class Dataset:
             files=[self.files[i] for i in idx] if self.files else [],
         )
 
-    def fingerprint(self, workers: int | None = None) -> dict[str, str | int]:
+    def fingerprint(self, workers: int | None = None, content: bool = True) -> dict[str, str | int]:
         """What data a run saw: hashes of the CSV and of every image file's name, size and bytes.
 
         ``files_sha256`` is the SHA-256 of one :func:`fingerprint_line` per
         channel file (sample order, then channel order), each with the
         BLAKE2b of the file's bytes: an image edited in place changes it even
         when its size stays. Files are hashed by ``workers`` threads.
+        ``files_hashed`` says what went in. ``content=False`` gives the
+        fingerprint of names and sizes only that runs recorded before
+        contents were hashed (``files_hashed`` "name, size"), to compare with
+        such a record.
         """
         try:
             csv_hash = file_digest(self.csv_path, "sha256")
@@ -111,15 +115,19 @@ class Dataset:
             raise DataError(f"{self.csv_path}: cannot read ({exc.strerror})") from None
         paths = [files[c] for files in self.files for c in CHANNELS if c in files]
         h = hashlib.sha256()
-        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-            for line in pool.map(_file_line, paths):
-                h.update(line.encode())
+        if content:
+            with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+                for line in pool.map(_file_line, paths):
+                    h.update(line.encode())
+        else:
+            for p in paths:
+                h.update(f"{p.name}\t{_file_size(p)}\n".encode())
         return {
             "csv": str(self.csv_path.resolve()),
             "image_dir": str(self.image_dir.resolve()),
             "csv_sha256": csv_hash,
             "files_sha256": h.hexdigest(),
-            "files_hashed": f"name, size, {CONTENT_HASH}",
+            "files_hashed": f"name, size, {CONTENT_HASH}" if content else "name, size",
             "n_samples": len(self.ids),
         }
 
@@ -136,6 +144,13 @@ def fingerprint_line(path: str | os.PathLike[str], n_bytes: int, digest: str) ->
 def _file_line(path: Path) -> str:
     try:
         return fingerprint_line(path, path.stat().st_size, file_digest(path, CONTENT_HASH))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
