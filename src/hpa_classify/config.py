@@ -232,7 +232,7 @@ class TrainConfig(_Strict):
     def _device_spec(cls, v: int | str) -> int | str:
         if isinstance(v, int):
             if not 1 <= v <= 4096:
-                raise ValueError(f"a device count must be 1-4096, got {v}")
+                raise ValueError(f"a device count must be 1-4096 ('auto' for all devices), got {v}")
             return v
         text = v.strip()
         if text == "auto" or (text.isdigit() and 1 <= int(text) <= 4096):
