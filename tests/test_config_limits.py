@@ -252,3 +252,17 @@ def test_cli_in_process_refuses_bad_values(tmp_path: Path, monkeypatch: pytest.M
     for needle in needles:
         assert needle in err, err
     assert not run.exists()
+
+
+def test_a_preset_is_a_name_not_a_path(tmp_path: Path) -> None:
+    import os
+
+    from hpa_classify.config import PRESET_DIR
+
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("seed: 3\n")
+    name = os.path.relpath(outside.with_suffix(""), PRESET_DIR)  # ../../.../outside, as a "preset"
+    assert (PRESET_DIR / f"{name}.yaml").resolve() == outside.resolve()
+    with pytest.raises(ConfigError, match="is neither a file nor a preset"):
+        load_config(name)
+    assert load_config("demo-cpu").name  # presets by name still load

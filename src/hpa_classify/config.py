@@ -402,11 +402,13 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    preset = PRESET_DIR / f"{name_or_path}.yaml"
-    if preset.is_file():
-        return preset
+    name = str(name_or_path)
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # a preset is a name, never a path
+        preset = PRESET_DIR / f"{name}.yaml"
+        if preset.is_file():
+            return preset
     presets = ", ".join(list_presets()) or "none"
-    raise ConfigError(f"config '{name_or_path}' is neither a file nor a preset (presets: {presets})")
+    raise ConfigError(f"config {brief(name)} is neither a file nor a preset (presets: {presets})")
 
 
 def list_presets() -> list[str]:
