@@ -4,6 +4,13 @@ A configuration file holds only the keys it changes; everything else keeps the
 defaults below. ``--set train.lr=0.001`` overrides one key from the command
 line. An unknown key or a bad value is a :class:`ConfigError` naming the key.
 
+Every number has a range (seeds 0 to 2**32-1, sizes and counts > 0, rates
+finite and > 0, fractions and probabilities in [0, 1]); a boolean is not a
+number. Config files are read as plain data with limits: at most
+:data:`MAX_CONFIG_BYTES` and :data:`MAX_YAML_NODES` values, nested at most
+:data:`MAX_YAML_DEPTH` levels, and no YAML aliases (``*name``), which could
+expand a few lines into gigabytes.
+
 >>> cfg = load_config(None, ["train.epochs=3", "model.name=resnet18"])
 >>> cfg.train.epochs, cfg.model.name
 (3, 'resnet18')
@@ -16,6 +23,9 @@ hpa_classify.errors.ConfigError: unknown config key 'train.epoch' (did you mean 
 from __future__ import annotations
 
 import difflib
+import math
+import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,10 +33,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from hpa_classify.classes import CHANNELS, DEFAULT_MEAN, DEFAULT_STD
-from hpa_classify.errors import ConfigError
+from hpa_classify.errors import ConfigError, brief, shorten
 from hpa_classify.fileio import write_text
 
 PRESET_DIR = Path(__file__).parent / "configs"
+
+#: Largest config file read, in bytes (a real one is under 2 KiB).
+MAX_CONFIG_BYTES = 64 * 1024
+#: Deepest nesting of mappings and lists accepted in a config file or ``--set`` value.
+MAX_YAML_DEPTH = 32
+#: Most values (scalars, lists, mappings) in one config file or ``--set`` value.
+MAX_YAML_NODES = 10_000
+#: Largest seed (NumPy and PyTorch seeds are 32-bit).
+MAX_SEED = 2**32 - 1
 
 #: Losses ``train.loss`` may name (see :mod:`hpa_classify.train.losses`).
 LOSS_NAMES = ("bce", "focal", "lovasz", "soft_f1")
@@ -49,28 +68,51 @@ def loss_terms(spec: str | dict[str, float]) -> dict[str, float]:
     if isinstance(spec, str):
         names = [n.strip() for n in spec.split("+")]
         if any(not n for n in names):
-            raise ValueError(f"'{spec}' has an empty term; write e.g. focal+lovasz")
+            raise ValueError(f"{brief(spec)} has an empty term; write e.g. focal+lovasz")
         if len(set(names)) != len(names):
-            raise ValueError(f"'{spec}' names a loss twice")
+            raise ValueError(f"{brief(spec)} names a loss twice")
         terms = {n: 1.0 for n in names}
     elif isinstance(spec, dict):
         if not spec:
             raise ValueError("the mapping of losses to weights is empty")
         terms = {}
         for name, weight in spec.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-                raise ValueError(f"the weight of '{name}' must be a number > 0, got {weight!r}")
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, (int, float))
+                or not 0 < weight < math.inf
+            ):
+                raise ValueError(f"the weight of {brief(name)} must be a finite number > 0, got {brief(weight)}")
             terms[str(name)] = float(weight)
     else:
-        raise ValueError(f"must be a loss name or a mapping of losses to weights, got {spec!r}")
+        raise ValueError(f"must be a loss name or a mapping of losses to weights, got {brief(spec)}")
     for name in terms:
         if name not in LOSS_NAMES:
-            raise ValueError(f"unknown loss '{name}' ({', '.join(LOSS_NAMES)})")
+            raise ValueError(f"unknown loss {brief(name)} ({', '.join(LOSS_NAMES)})")
     return terms
 
 
+def _allows_bool(annotation: object) -> bool:
+    if annotation is bool:
+        return True
+    return any(_allows_bool(a) for a in typing.get_args(annotation))
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float of every section must be finite
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: object, info: ValidationInfo) -> object:
+        # pydantic reads true as 1 for a number; YAML's yes/no/on/off make that an easy slip
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or _allows_bool(field.annotation):
+            return v
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if any(isinstance(x, bool) for x in values):
+            raise ValueError("a boolean (true/false, yes/no, on/off) is not accepted here")
+        return v
 
 
 class DataConfig(_Strict):
@@ -80,12 +122,13 @@ class DataConfig(_Strict):
     crop: int | None = Field(
         None,
         ge=16,
+        le=4096,
         description="train on random crops of this side from the image resized to data.size; "
         "validate and predict on the whole image (none: no crop)",
     )
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    batch_size: int = Field(32, ge=1)
-    num_workers: int = Field(2, ge=0)
+    batch_size: int = Field(32, ge=1, le=65536)
+    num_workers: int = Field(2, ge=0, le=1024)
     mean: tuple[float, float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float, float] = DEFAULT_STD
     skip_invalid: bool = False
@@ -140,9 +183,11 @@ class AugmentConfig(_Strict):
 class ModelConfig(_Strict):
     """Backbone and where its pretrained weights come from."""
 
-    name: str = "tf_efficientnet_lite0"
+    name: str = Field("tf_efficientnet_lite0", min_length=1, max_length=200)
     pretrained: str = Field(
         "auto",
+        min_length=1,
+        max_length=4096,
         description="none | auto | timm | bundled | path to a checkpoint",
     )
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
@@ -157,24 +202,55 @@ class ModelConfig(_Strict):
 class TrainConfig(_Strict):
     """Optimisation and hardware."""
 
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, le=100_000)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0, le=100_000)
     scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
     loss: str | dict[str, float] = Field(
         "bce",
         description="bce | focal | lovasz | soft_f1, a sum like focal+lovasz, or {focal: 1.0, lovasz: 0.5}",
     )
-    focal_gamma: float = Field(2.0, ge=0)
+    focal_gamma: float = Field(2.0, ge=0, le=100)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
-    accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = Field(1, ge=1, description="machines of a distributed run (torchrun or SLURM start the processes)")
+    accelerator: str = Field("auto", min_length=1, max_length=64)
+    devices: int | str = Field(
+        1, description="devices per machine: a count >= 1, 'auto', or device indices like '0,1'"
+    )
+    num_nodes: int = Field(
+        1, ge=1, le=100_000, description="machines of a distributed run (torchrun or SLURM start the processes)"
+    )
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = False
-    limit_train_batches: float | int | None = None
+    limit_train_batches: float | int | None = Field(
+        None, description="batches per epoch: a count >= 1 (int) or a fraction in (0, 1] (float)"
+    )
+
+    @field_validator("devices")
+    @classmethod
+    def _device_spec(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if not 1 <= v <= 4096:
+                raise ValueError(f"a device count must be 1-4096 ('auto' for all devices), got {v}")
+            return v
+        text = v.strip()
+        if text == "auto" or (text.isdigit() and 1 <= int(text) <= 4096):
+            return text
+        if _DEVICE_LIST.fullmatch(text):
+            indices = [int(i) for i in text.split(",") if i.strip()]
+            if len(set(indices)) == len(indices) and all(i < 4096 for i in indices):
+                return text
+        raise ValueError(f"expected a count >= 1, 'auto' or device indices like '0,1', got {brief(v)}")
+
+    @field_validator("limit_train_batches")
+    @classmethod
+    def _batch_limit(cls, v: float | int | None) -> float | int | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"a count of batches must be >= 1, got {v}")
+        if isinstance(v, float) and not 0.0 < v <= 1.0:
+            raise ValueError(f"a fraction of the batches must be in (0, 1], got {v} (write an int for a count)")
+        return v
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -187,6 +263,10 @@ class TrainConfig(_Strict):
     def _known_losses(cls, v: str | dict[str, float]) -> str | dict[str, float]:
         loss_terms(v)
         return v
+
+
+# "0,1", "0," (Lightning's one-device list), " 2 , 3 "
+_DEVICE_LIST = re.compile(r"\d+(\s*,\s*\d+)*\s*,?")
 
 
 class EvaluateConfig(_Strict):
@@ -203,14 +283,14 @@ class EvaluateConfig(_Strict):
 
 class PredictConfig(_Strict):
     tta: int = Field(4, ge=1, le=8)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=65536)
 
 
 class Config(_Strict):
     """A whole experiment."""
 
-    name: str = "experiment"
-    seed: int = 0
+    name: str = Field("experiment", min_length=1, max_length=200)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
@@ -231,20 +311,21 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def _unknown_key_error(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, _known_keys(Config), n=1)
+    close = difflib.get_close_matches(key, _known_keys(Config), n=1) if len(key) <= 100 else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    shown = f"'{key}'" if len(key) <= 80 else brief(key)
+    return ConfigError(f"unknown config key {shown}{hint}")
 
 
-def _check_keys(tree: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+def _check_keys(tree: dict[Any, Any], model: type[BaseModel], prefix: str = "") -> None:
     for key, value in tree.items():
-        field = model.model_fields.get(key)
+        field = model.model_fields.get(key) if isinstance(key, str) else None
         if field is None:
-            raise _unknown_key_error(prefix + key)
+            raise _unknown_key_error(f"{prefix}{key}")
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{prefix}{key}' must be a mapping, got {value!r}")
+                raise ConfigError(f"config key '{prefix}{key}' must be a mapping, got {brief(value)}")
             _check_keys(value, ann, prefix + key + ".")
 
 
@@ -290,13 +371,15 @@ def parse_override(text: str) -> dict[str, Any]:
     {'augment': {'crop_scale': [0.5, 1.0]}}
     """
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=0.001")
+        raise ConfigError(f"override {brief(text)} must look like key=value, e.g. train.lr=0.001")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"override '{text}' has no key")
+        raise ConfigError(f"override {brief(text)} has no key")
+    if key.count(".") > MAX_YAML_DEPTH:
+        raise ConfigError(f"override key {brief(key)} is nested too deeply")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, f"override {brief(key)}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML reads 3e-4 as a string; numbers like that should be floats.
@@ -319,11 +402,13 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    preset = PRESET_DIR / f"{name_or_path}.yaml"
-    if preset.is_file():
-        return preset
+    name = str(name_or_path)
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # a preset is a name, never a path
+        preset = PRESET_DIR / f"{name}.yaml"
+        if preset.is_file():
+            return preset
     presets = ", ".join(list_presets()) or "none"
-    raise ConfigError(f"config '{name_or_path}' is neither a file nor a preset (presets: {presets})")
+    raise ConfigError(f"config {brief(name)} is neither a file nor a preset (presets: {presets})")
 
 
 def list_presets() -> list[str]:
@@ -331,13 +416,87 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only) that refuses aliases, deep nesting and many nodes.
+
+    An alias repeats a node by reference; nine levels of nine aliases make a
+    few hundred bytes expand into a billion values when walked. Composition
+    is recursive: a 20,000-deep ``[[[...]]]`` would end in RecursionError.
+    And the pure-Python loader builds some 30,000 values a second, so their
+    number is capped as well.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _YAMLLimit(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{brief(event.anchor, 40)[1:-1]}) are not "
+                "accepted in config files; write the value out"
+            )
+        self._depth += 1
+        self._nodes += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _YAMLLimit(f"line {mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep")
+            if self._nodes > MAX_YAML_NODES:
+                mark = self.peek_event().start_mark
+                raise _YAMLLimit(f"line {mark.line + 1}: more than {MAX_YAML_NODES:,} values; not a config file")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _YAMLLimit(Exception):
+    """A YAML text broke a limit of :class:`_LimitedLoader`."""
+
+
+def load_yaml(text: str, source: str = "YAML") -> Any:
+    """Plain data from YAML text, with the limits of a config file.
+
+    Only YAML's standard types are built (no Python objects); aliases, nesting
+    deeper than :data:`MAX_YAML_DEPTH`, more than :data:`MAX_YAML_NODES` values
+    and integers of thousands of digits are a :class:`ConfigError` naming
+    ``source``. Other syntax errors are
+    ``yaml.YAMLError``.
+
+    >>> load_yaml("train: {lr: 0.1}")
+    {'train': {'lr': 0.1}}
+    >>> load_yaml("a: &x [1]\\nb: *x", "exp.yaml")
+    Traceback (most recent call last):
+    ...
+    hpa_classify.errors.ConfigError: exp.yaml: line 2: YAML aliases (*x) are not accepted in config files; write the value out
+    """
+    loader = _LimitedLoader(text)
+    try:
+        return loader.get_single_data()
+    except _YAMLLimit as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # int() of a 5000-digit number, and the like
+        raise ConfigError(f"{source}: a value YAML cannot read ({shorten(str(exc), 80)})") from None
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config file")
+    try:
+        tree = load_yaml(raw.decode("utf-8-sig"), str(path))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {shorten(str(exc), 600)}") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):
@@ -374,10 +533,14 @@ def _validate(
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = _error_key(err["loc"])
+        errors = exc.errors()
+        key = _error_key(errors[0]["loc"])
+        # of a union's errors (one per type it allows), the one that got furthest in
+        err = max((e for e in errors if _error_key(e["loc"]) == key), key=lambda e: len(e["loc"]))
         where = "override" if overrides and _is_set_in(overrides, key) else origin
-        raise ConfigError(f"{where}: bad value for '{key}': {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        got = "" if "got " in msg else f" (got {brief(err.get('input'))})"
+        raise ConfigError(f"{where}: bad value for '{key}': {shorten(msg)}{got}") from None
 
 
 def load_config(

@@ -14,7 +14,6 @@ sizes collide).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import defaultdict
@@ -29,6 +28,7 @@ import numpy as np
 from hpa_classify.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES, to_multihot
 from hpa_classify.data.io import load_sample, resize
 from hpa_classify.errors import DataError
+from hpa_classify.fileio import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -364,14 +364,6 @@ class DuplicateGroup:
         return {"sha256": self.sha256, "bytes": self.n_bytes, "members": [list(m) for m in self.members]}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def find_duplicate_files(
     ids: Sequence[str], files: Sequence[dict[str, Path]], workers: int | None = None
 ) -> list[DuplicateGroup]:
@@ -402,7 +394,7 @@ def find_duplicate_files(
     def digest(item: tuple[int, tuple[str, str, Path]]) -> tuple[int, str, str, str | None]:
         size, (sample_id, channel, path) = item
         try:
-            return size, sample_id, channel, _sha256(path)
+            return size, sample_id, channel, file_digest(path, "sha256")
         except OSError:
             return size, sample_id, channel, None
 

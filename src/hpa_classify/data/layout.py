@@ -18,7 +18,6 @@ import hashlib
 import io
 import logging
 import os
-import struct
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,20 +26,35 @@ from pathlib import Path
 import numpy as np
 
 from hpa_classify.classes import CHANNELS, parse_target
-from hpa_classify.data.io import (
+from hpa_classify.data.io import (  # image_size: the header reader lives in data.io
     IMAGE_EXTENSIONS,
-    TIFF_EXTENSIONS,
-    TIFF_SIGNATURES,
-    check_dimensions,
-    jpeg_size,
+    image_size,
     load_sample,
     read_channel,
     read_file,
-    tiff_plane_shape,
 )
-from hpa_classify.errors import DataError, summarize_ids
+from hpa_classify.errors import DataError, LabelError, brief, shorten, summarize_ids
+from hpa_classify.fileio import file_digest
+
+__all__ = [
+    "Dataset",
+    "ValidationReport",
+    "checked",
+    "fingerprint_line",
+    "image_size",
+    "load_dataset",
+    "read_table",
+    "require_images",
+    "resolve",
+    "validate",
+]
 
 log = logging.getLogger(__name__)
+
+#: Largest CSV read, in bytes (Kaggle's train.csv is 1.3 MB, HPAv18's 3 MB).
+MAX_CSV_BYTES = 256 << 20
+#: How a data fingerprint hashes each image file's bytes.
+CONTENT_HASH = "blake2b"
 
 # Which image folder belongs to which CSV in a Kaggle root.
 _KAGGLE_PAIRS = {"train": ("train.csv", "train"), "test": ("sample_submission.csv", "test")}
@@ -83,21 +97,62 @@ class Dataset:
             files=[self.files[i] for i in idx] if self.files else [],
         )
 
-    def fingerprint(self) -> dict[str, str | int]:
-        """Hashes of the CSV and of the file list with sizes: what data a run saw."""
-        csv_hash = hashlib.sha256(self.csv_path.read_bytes()).hexdigest()
+    def fingerprint(self, workers: int | None = None, content: bool = True) -> dict[str, str | int]:
+        """What data a run saw: hashes of the CSV and of every image file's name, size and bytes.
+
+        ``files_sha256`` is the SHA-256 of one :func:`fingerprint_line` per
+        channel file (sample order, then channel order), each with the
+        BLAKE2b of the file's bytes: an image edited in place changes it even
+        when its size stays. Files are hashed by ``workers`` threads.
+        ``files_hashed`` says what went in. ``content=False`` gives the
+        fingerprint of names and sizes only that runs recorded before
+        contents were hashed (``files_hashed`` "name, size"), to compare with
+        such a record.
+        """
+        try:
+            csv_hash = file_digest(self.csv_path, "sha256")
+        except OSError as exc:
+            raise DataError(f"{self.csv_path}: cannot read ({exc.strerror})") from None
+        paths = [files[c] for files in self.files for c in CHANNELS if c in files]
         h = hashlib.sha256()
-        for files in self.files:
-            for channel in CHANNELS:
-                p = files[channel]
-                h.update(f"{p.name}\t{p.stat().st_size}\n".encode())
+        if content:
+            with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+                for line in pool.map(_file_line, paths):
+                    h.update(line.encode())
+        else:
+            for p in paths:
+                h.update(f"{p.name}\t{_file_size(p)}\n".encode())
         return {
             "csv": str(self.csv_path.resolve()),
             "image_dir": str(self.image_dir.resolve()),
             "csv_sha256": csv_hash,
             "files_sha256": h.hexdigest(),
+            "files_hashed": f"name, size, {CONTENT_HASH}" if content else "name, size",
             "n_samples": len(self.ids),
         }
+
+
+def fingerprint_line(path: str | os.PathLike[str], n_bytes: int, digest: str) -> str:
+    """One image file's entry in a data fingerprint: name, size and content digest.
+
+    >>> fingerprint_line("/data/a_red.png", 10, "ab12")
+    'a_red.png\\t10\\tab12\\n'
+    """
+    return f"{os.path.basename(path)}\t{n_bytes}\t{digest}\n"
+
+
+def _file_line(path: Path) -> str:
+    try:
+        return fingerprint_line(path, path.stat().st_size, file_digest(path, CONTENT_HASH))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -113,26 +168,27 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
     ------
     DataError
         Naming the file and row: no header, no ``Id`` column, empty table,
-        empty Id, duplicate Ids, or a malformed Target.
+        empty Id, duplicate Ids, or a malformed Target; a file over
+        :data:`MAX_CSV_BYTES`, a field over 128 KiB, a quote never closed, an
+        Id or Target running over several lines. Values quoted in messages
+        are cut short.
     """
     path = Path(csv_path)
-    raw = read_file(path, "CSV file")
+    raw = read_file(path, "CSV file", limit=MAX_CSV_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    # (line number in the file, row), blank lines left out but still counted
-    numbered = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
+    numbered = _csv_rows(text, path)
     if not numbered:
         raise DataError(f"{path}: empty CSV (expected a header 'Id,Target' and rows)")
-    rows = [r for _, r in numbered]
+    rows = [r for _, _, r in numbered]
     header = [h.strip() for h in rows[0]]
     lower = [h.lower() for h in header]
     if "id" not in lower:
         raise DataError(
-            f"{path}: no 'Id' column in the header {rows[0]!r} "
-            "(the first line must name the columns, e.g. 'Id,Target')"
+            f"{path}, line {numbered[0][0]}: no 'Id' column in the header {brief(rows[0])} ({len(header)} columns; "
+            "the first line must name the columns, e.g. 'Id,Target')"
         )
     id_col = lower.index("id")
     target_col = lower.index("target") if "target" in lower else None
@@ -143,7 +199,13 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
     labels: list[list[int]] | None = [] if target_col is not None else None
     seen: dict[str, int] = {}
     dupes: list[str] = []
-    for lineno, row in body:
+    for first, lineno, row in body:
+        for col, name in ((id_col, "Id"), (target_col, "Target")):
+            if col is not None and col < len(row) and ("\n" in row[col] or "\r" in row[col]):
+                raise DataError(
+                    f"{path}, line {first}: the {name} runs on to line {lineno} "
+                    "(a quote opened on this line closes only there)"
+                )
         if id_col >= len(row) or not row[id_col].strip():
             raise DataError(f"{path}, line {lineno}: empty Id")
         sample_id = row[id_col].strip()
@@ -153,10 +215,43 @@ def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[i
         ids.append(sample_id)
         if labels is not None:
             target = row[target_col] if target_col < len(row) else ""
-            labels.append(parse_target(target, row=f"{lineno} (Id {sample_id}) of {path}"))
+            where = f"row {lineno} (Id {_show_id(sample_id)}) of {path}"
+            if len(target) > 200:  # all 28 classes take 73 characters
+                raise LabelError(f"{where}: Target {brief(target)} is not a list of class ids 0-27")
+            try:
+                labels.append(parse_target(target, row=where.removeprefix("row ")))
+            except LabelError as exc:
+                raise LabelError(shorten(str(exc), 400)) from None
     if dupes:
         raise DataError(f"{path}: duplicate Ids: {summarize_ids(sorted(set(dupes)))}")
     return ids, labels
+
+
+def _show_id(sample_id: str) -> str:
+    """An Id for a message: as it is, or cut short when over 80 characters."""
+    return sample_id if len(sample_id) <= 80 else brief(sample_id)
+
+
+def _csv_rows(text: str, path: Path) -> list[tuple[int, int, list[str]]]:
+    """``(first line, last line, cells)`` of each non-blank row (blank lines still counted)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, int, list[str]]] = []
+    first = 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((first, reader.line_num, row))
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        msg = str(exc)
+        if "field limit" in msg:
+            what = f"a field longer than {csv.field_size_limit():,} characters (not a table of Ids and labels?)"
+        elif "unexpected end of data" in msg:
+            what = 'a quote (") opened on this line is never closed'
+        else:
+            what = f"not valid CSV ({shorten(msg, 100)})"
+        raise DataError(f"{path}, line {first}: {what}") from None
+    return rows
 
 
 # ----------------------------------------------------------------------------- layout
@@ -250,63 +345,6 @@ def load_dataset(
 # ----------------------------------------------------------------------------- checks
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """Width and height from the file header, without decoding; checks for truncation.
-
-    Raises :class:`DataError` naming the file for an empty, truncated or
-    unrecognised file.
-    """
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            raise DataError(f"{path}: empty file (0 bytes)")
-        with open(path, "rb") as fh:
-            head = fh.read(65536)
-            fh.seek(max(0, size - 16))
-            tail = fh.read()
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-    except OSError as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    ext = path.suffix.lower()
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        if len(head) < 24 or head[12:16] != b"IHDR":
-            raise DataError(f"{path}: PNG header is truncated")
-        if b"IEND" not in tail:
-            raise DataError(f"{path}: truncated PNG (no end chunk)")
-        width, height = struct.unpack(">II", head[16:24])
-        check_dimensions(width, height, path)
-        return width, height
-    if head.startswith(b"\xff\xd8"):
-        if not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
-            raise DataError(f"{path}: truncated JPEG (no end marker)")
-        found = jpeg_size(head)
-        if found is None:
-            raise DataError(f"{path}: JPEG without a frame header in its first 64 KiB")
-        check_dimensions(*found, path)
-        return found
-    if head[:4] in TIFF_SIGNATURES or ext in TIFF_EXTENSIONS:
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                width, height = tiff_plane_shape(page, path)
-                end = max(
-                    (o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0
-                )
-        except DataError:
-            raise
-        except Exception as exc:  # tifffile raises many kinds on bad bytes
-            raise DataError(f"{path}: not a readable TIFF ({type(exc).__name__})") from None
-        if end > size:
-            raise DataError(f"{path}: truncated TIFF (image data ends at byte {end} of {size})")
-        return width, height
-    raise DataError(f"{path}: not a PNG, JPEG or TIFF file")
-
-
 @dataclass
 class ValidationReport:
     """What :func:`validate` found: ``problems`` is a list of (Id, message)."""
@@ -327,7 +365,7 @@ class ValidationReport:
         bad = self.bad_ids
         lines = [f"{len(bad)} of {self.n_samples} samples are invalid: {summarize_ids(bad, limit)}"]
         for sample_id, msg in self.problems[:limit]:
-            lines.append(f"  {sample_id}: {msg}")
+            lines.append(f"  {_show_id(sample_id)}: {msg}")
         if len(self.problems) > limit:
             lines.append(f"  ... and {len(self.problems) - limit} more problems")
         return "\n".join(lines)
@@ -340,7 +378,7 @@ def _check_sample(
     problems = []
     missing = [c for c in CHANNELS if c not in files]
     for c in missing:
-        problems.append(f"missing {c} channel (no {sample_id}_{c}.png/.jpg/.tif in {image_dir})")
+        problems.append(f"missing {c} channel (no {_show_id(sample_id)}_{c}.png/.jpg/.tif in {image_dir})")
     sizes = {}
     for c, path in files.items():
         try:

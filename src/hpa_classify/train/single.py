@@ -87,7 +87,7 @@ def resume_checkpoint(run_dir: Path, cfg: Config, data: Dataset) -> Path:
             "differ; pass the same --config and --set as before"
         )
     recorded = (read_json(run_dir / "env.json") or {}).get("data") or {}
-    current = data.fingerprint()
+    current = data.fingerprint(content="files_hashed" in recorded)  # older runs: names and sizes
     keys = ("csv_sha256", "files_sha256", "n_samples")
     if recorded and any(recorded.get(k) != current.get(k) for k in keys):
         raise RunError(
