@@ -162,5 +162,7 @@ def load_served_model(
         if (data.size, tuple(data.channels)) != (run.cfg.data.size, tuple(run.cfg.data.channels)):
             raise RunError(f"{member.run.path}: input differs from {run.path} (data.size or data.channels)")
         networks.append((load_predictor(member.run, device, backend), member.weight))
-    log.info("serving %s: %d model(s), %s on %s, TTA x%d", run.path, len(networks), backend, device, views)
-    return ServedModel(run, networks, chosen.thresholds, chosen.source, views, backend, device)
+    log.info("serving %s: %d model(s), %s on %s, TTA x%d; thresholds %s",
+             run.path, len(networks), backend, device, views, chosen.source)
+    tuned_on = "out-of-fold predictions" if run.is_kfold else "the validation split"
+    return ServedModel(run, networks, chosen.thresholds, f"tuned on {tuned_on}", views, backend, device)

@@ -48,8 +48,9 @@ async function loadModel() {
   $("multichannel-note").hidden = model.uploads.multichannel_file;
   const folds = model.n_models > 1 ? ", mean of " + model.n_models + " models" : "";
   $("model-line").textContent =
-    "Model: run " + model.run + " (" + model.model + folds + "), images resized to " + model.input.size +
-    " px, " + model.input.tta + " test-time views; thresholds " + model.thresholds.source + ".";
+    "Model " + model.model + folds + " from the run \u201c" + model.run + "\u201d: images resized to " +
+    model.input.size + " px, " + model.input.tta + " test-time views averaged, one threshold per class " +
+    model.thresholds.source + ".";
 }
 
 // ---------------------------------------------------------------- choosing files
@@ -144,10 +145,13 @@ function drawResult() {
   drawBars();
   drawCells(r.cells);
   drawActivationMaps(r.activation_maps);
+  $("result").scrollIntoView({ block: "start" });
 }
 
 function drawBars() {
-  const sorted = [...state.result.classes].sort((a, b) => b.probability - a.probability);
+  // predicted classes first, then the others; each group by probability
+  const sorted = [...state.result.classes].sort(
+    (a, b) => (b.predicted - a.predicted) || (b.probability - a.probability));
   const predicted = sorted.filter((c) => c.predicted).length;
   const shown = state.showAll ? sorted : sorted.slice(0, Math.max(SHOWN_AT_FIRST, predicted));
   const list = $("bars");
@@ -247,6 +251,7 @@ function wire() {
   for (const row of document.querySelectorAll("#slots tr")) {
     row.querySelector("input").addEventListener("change", (e) => {
       if (e.target.files.length) state.files[row.dataset.channel] = e.target.files[0];
+      e.target.value = "";
       refreshSlots();
     });
   }
