@@ -1,11 +1,11 @@
 """Uploaded channel files to the uint8 arrays the model reads, and the composite shown.
 
-The same reading as ``hpa predict`` (:func:`hpa_classify.data.io.load_sample`):
-the format is told from the first bytes (PNG, JPEG or TIFF, never the name),
-headers are checked with :mod:`hpa_classify.data.io`'s checks before anything is
-decoded, 16-bit and float images are scaled with its ``to_uint8``, the four
-channels must agree in size and are resized to the run's ``data.size``. The
-server's own pixel limit (:attr:`Limits.max_pixels`) is checked on top.
+The same reading as ``hpa predict``: each channel goes through
+:func:`hpa_classify.data.io.decode_channel` (format told from the first bytes,
+never the name; header checks before decoding; 16-bit and float images scaled
+to uint8), the four channels must agree in size and are resized to the run's
+``data.size``. The server's own pixel limit (:attr:`Limits.max_pixels`) is
+checked on the header first.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from hpa_classify.data.io import (
     PNG_SIGNATURE,
     TIFF_SIGNATURES,
     check_dimensions,
+    decode_channel as decode_file,
     jpeg_size,
     png_size,
     resize,
     tiff_plane_shape,
-    to_uint8,
 )
 from hpa_classify.errors import DataError
 from hpa_classify.render.composite import composite_rgb
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 #: One file holding all four channels is not read yet: channels come as four files.
 MULTICHANNEL_SUPPORTED = False
-#: Where a JPEG's frame header (its size) must be found.
-JPEG_HEADER_BYTES = 256 * 1024
 FORMATS = ("PNG", "JPEG", "TIFF (8- or 16-bit, one channel per file)")
 
 
@@ -92,48 +90,41 @@ def check_server_limit(width: int, height: int, max_pixels: int, source: str) ->
         )
 
 
+def header_size(data: bytes, source: str) -> tuple[int, int] | None:
+    """Width and height from a PNG, JPEG or TIFF header; None where the decoder will say what is wrong.
+
+    >>> header_size(b"\\xff\\xd8\\xff\\xc0\\x00\\x0b\\x08\\x00\\x10\\x00\\x20\\x01", "red")
+    (32, 16)
+    """
+    kind = file_kind(data, source)
+    if kind == "png":
+        return png_size(data, source)
+    if kind == "jpeg":
+        return jpeg_size(data)
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            return tiff_plane_shape(tif.pages[0], source)
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - tifffile raises many kinds; data.io's decoder reports them
+        return None
+
+
 def decode_channel(data: bytes, source: str, max_pixels: int) -> np.ndarray:
-    """One channel file's bytes as a 2-D uint8 array, its header checked before decoding.
+    """One channel file's bytes as a 2-D uint8 array, as ``hpa predict`` reads it.
 
     Raises
     ------
     DataError
-        Empty, not PNG/JPEG/TIFF, corrupt or truncated, or not one channel.
+        Empty, not PNG/JPEG/TIFF, corrupt or truncated, or not one channel
+        (the messages of :func:`hpa_classify.data.io.decode_channel`).
     TooLarge
         A header that claims more than ``max_pixels``.
     """
-    kind = file_kind(data, source)
-    if kind == "tiff":
-        return to_uint8(_decode_tiff(data, source, max_pixels), source)
-    if kind == "png":
-        size = png_size(data, source)
-    elif (found := jpeg_size(data[:JPEG_HEADER_BYTES])) is not None:
-        size = found
-    else:
-        raise DataError(f"{source}: JPEG without a frame header (corrupt or truncated?)")
-    check_server_limit(*size, max_pixels, source)
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise DataError(f"{source}: not a readable image ({str(exc).strip()[-80:]})") from None
-    if image is None:
-        raise DataError(f"{source}: not a readable image (corrupt or truncated?)")
-    return to_uint8(image, source)
-
-
-def _decode_tiff(data: bytes, source: str, max_pixels: int) -> np.ndarray:
-    try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages[0]
-            check_server_limit(*tiff_plane_shape(page, source), max_pixels, source)
-            image = page.asarray()  # type: ignore[union-attr]
-            if image.ndim == 3 and page.planarconfig == 2 and image.shape[0] in (3, 4):  # type: ignore[union-attr]
-                image = np.moveaxis(image, 0, -1)  # planar RGB -> (H, W, 3)
-            return image
-    except DataError:
-        raise
-    except Exception as exc:  # tifffile raises many kinds on bad bytes
-        raise DataError(f"{source}: not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    size = header_size(data, source)
+    if size is not None:
+        check_server_limit(*size, max_pixels, source)
+    return decode_file(data, source)
 
 
 def decode_multichannel(data: bytes, source: str) -> np.ndarray:
