@@ -32,6 +32,8 @@ from hpa_classify.data import pack as pack_mod
 from hpa_classify.data.io import image_size, read_channel
 from hpa_classify.data.layout import load_dataset
 from hpa_classify.data.pack import META_NAME, open_pack, pack
+from hpa_classify.data.pack import _run as pack_run  # where the worker pool reads free space
+from hpa_classify.data.pack import _write as pack_write  # where shards are allocated
 from hpa_classify.errors import DataError, DiskFullError, HPAError
 from hpa_classify.fileio import atomic_path, file_digest
 
@@ -281,7 +283,7 @@ def test_too_little_free_space_is_refused_before_writing(root: Path, tmp_path: P
     import shutil
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(pack_mod.shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    monkeypatch.setattr(pack_write.shutil, "disk_usage", lambda p: usage._replace(free=4096))
     out = tmp_path / "pack"
     with pytest.raises(DiskFullError, match=r"pack: the pack needs .* but only 4.0 KiB are free"):
         packed(root, out)
@@ -315,7 +317,7 @@ def test_a_shard_that_cannot_be_allocated_is_a_clear_error(tmp_path: Path, monke
     def full(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pack_mod.os, "posix_fallocate", full, raising=False)
+    monkeypatch.setattr(pack_write.os, "posix_fallocate", full, raising=False)
     with pytest.raises(DiskFullError, match=r"shard-00000.npy: no space left on the disk"):
         pack_mod._create_shard(tmp_path / "shard-00000.npy", 2, 16)
 
@@ -324,9 +326,9 @@ def test_a_dead_worker_is_an_hpa_error(tmp_path: Path, monkeypatch: pytest.Monke
     import shutil
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(pack_mod.shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
+    monkeypatch.setattr(pack_run.shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
     assert isinstance(pack_mod._worker_died(tmp_path), DiskFullError)
-    monkeypatch.setattr(pack_mod.shutil, "disk_usage", lambda p: usage._replace(free=1 << 40))
+    monkeypatch.setattr(pack_run.shutil, "disk_usage", lambda p: usage._replace(free=1 << 40))
     err = pack_mod._worker_died(tmp_path)
     assert isinstance(err, HPAError) and "run the same command again to resume" in str(err)
 
