@@ -54,9 +54,10 @@ def fails_cleanly(result: subprocess.CompletedProcess[str], *needles: str, max_c
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     """``cli(*args)``: the ``hpa`` command line run in this process; returncode, stdout, stderr."""
     from hpa_classify import cli as cli_mod
+    from hpa_classify.cli.app import console, err_console
 
-    monkeypatch.setattr(cli_mod.err_console, "_width", 1000)
-    monkeypatch.setattr(cli_mod.console, "_width", 1000)
+    monkeypatch.setattr(err_console, "_width", 1000)
+    monkeypatch.setattr(console, "_width", 1000)
 
     def run(*args: str | os.PathLike[str]) -> SimpleNamespace:
         monkeypatch.setattr(sys, "argv", ["hpa", *map(str, args)])
@@ -89,7 +90,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def packed(root: Path, out: Path, workers: int = 1) -> Path:
-    pack(load_dataset(root), out, size=16, workers=workers, shard_bytes=TWO_ROWS, progress=False)
+    pack(load_dataset(root), out, size=16, workers=workers, shard_bytes=TWO_ROWS)
     return out
 
 
@@ -128,7 +129,7 @@ def test_an_image_edited_in_place_is_packed_again_and_changes_the_fingerprint(ro
     # in 2-row shards, only the edited image's shard is packed again
     out2 = packed(root, tmp_path / "pack2", workers=2)
     uncompressed_png(green, channel_array(16, 16, seed=3))
-    summary = pack(load_dataset(root), out2, size=16, workers=2, shard_bytes=TWO_ROWS, progress=False)
+    summary = pack(load_dataset(root), out2, size=16, workers=2, shard_bytes=TWO_ROWS)
     assert (summary.packed_shards, summary.kept_shards) == (1, 2)
     np.testing.assert_array_equal(open_pack(out2).read(3), load_dataset(root).read(3, 16))
     assert json.loads((out2 / META_NAME).read_text())["source"]["files_sha256"] == (
@@ -138,7 +139,7 @@ def test_an_image_edited_in_place_is_packed_again_and_changes_the_fingerprint(ro
 
 def test_an_unchanged_pack_is_kept_whole(root: Path, tmp_path: Path) -> None:
     out = packed(root, tmp_path / "pack")
-    summary = pack(load_dataset(root), out, size=16, workers=1, shard_bytes=TWO_ROWS, progress=False)
+    summary = pack(load_dataset(root), out, size=16, workers=1, shard_bytes=TWO_ROWS)
     assert (summary.packed_shards, summary.kept_shards) == (0, 3)
 
 

@@ -163,7 +163,7 @@ def open_pack(
                 f"{file}: pack shard is {file.stat().st_size} bytes, expected {expected} (truncated?)"
             )
     if verify:
-        bad = verify_pack(root, progress=False)
+        bad = verify_pack(root)
         if bad:
             raise DataError(f"{root}: shards do not match their checksums: {', '.join(bad)}")
     return PackedDataset(

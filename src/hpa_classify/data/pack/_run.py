@@ -20,7 +20,7 @@ from hpa_classify.data.pack._plan import _inputs_digest
 from hpa_classify.data.workers import process_pool, worker_count
 from hpa_classify.errors import DiskFullError, HPAError
 from hpa_classify.fileio import existing_parent, file_digest, format_bytes, write_json, write_text
-from hpa_classify.progress import open_task
+from hpa_classify.progress import Progress, open_task
 
 
 def _pack_chunk(task: tuple[str, int, list[dict[str, str]], int]) -> tuple[int, str]:
@@ -96,7 +96,7 @@ def _run(
     plan: dict[str, Any],
     root: Path,
     workers: int | None,
-    progress: bool,
+    progress: Progress | None,
     total: int,
     description: str = "packing",
     seal: bool = True,

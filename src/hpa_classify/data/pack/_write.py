@@ -36,6 +36,7 @@ from hpa_classify.fileio import (
     write_json,
     write_text,
 )
+from hpa_classify.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def pack(
     workers: int | None = None,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> PackSummary:
     """Decode, resize and store every sample of ``data`` (already validated) in ``out``.
 
@@ -241,7 +242,7 @@ def _prepare_folder(root: Path, data: Dataset, plan: dict[str, Any], force: bool
 
 
 def _keep_finished(
-    root: Path, data: Dataset, plan: dict[str, Any], workers: int | None, progress: bool
+    root: Path, data: Dataset, plan: dict[str, Any], workers: int | None, progress: Progress | None
 ) -> tuple[list[int], dict[int, str]]:
     """The shards still to pack, in order, and the fingerprint lines of the shards kept.
 
