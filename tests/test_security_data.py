@@ -478,9 +478,9 @@ def test_tifffile_log_lines_do_not_come_before_the_message(root: Path) -> None:
 
 
 def test_an_oversized_image_file_is_refused_before_reading(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hpa_classify.data import io
+    from hpa_classify.data.io import _headers  # where the limit is read
 
-    monkeypatch.setattr(io, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(_headers, "MAX_FILE_BYTES", 100)
     png = root / "train" / "s0_red.png"
     with pytest.raises(DataError, match=r"s0_red.png: .*bytes, more than the 100 accepted"):
         read_channel(png)

@@ -1,44 +1,20 @@
-"""Reading one channel image, or one 4-channel sample, as uint8.
+"""Image headers: the limits on files and images, header sizes and the checks made before decoding.
 
-Kaggle 2018 PNGs are 512x512 8-bit grayscale; HPAv18 downloads are JPGs; the
-full-size originals are 2048 or 3072 px TIFFs, 8- or 16-bit. Everything comes
-out as ``uint8`` with shape ``(H, W)`` per channel and ``(4, H, W)`` per sample,
-channels in :data:`hpa_classify.classes.CHANNELS` order.
-
-The format is told from a file's first bytes. PNG and JPEG are decoded by
-OpenCV, TIFF by tifffile, and what those cannot decode (an LZW or JPEG
-compressed TIFF without imagecodecs, say) by Pillow. Sizes are checked from the
-header before anything is decoded: at most :data:`MAX_FILE_BYTES` per file and
-:data:`MAX_PIXELS` per image. :func:`image_size` is the one reader of header
-sizes; it reads a file's header and the bytes it needs to tell a file cut short,
-not the whole file.
+:func:`image_size` is the one reader of header sizes; it reads a file's header
+and the bytes it needs to tell a file cut short, not the whole file.
+:func:`read_file` is the one reader of a file's bytes, within a size limit.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import logging
 import os
 import struct
-import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
-from hpa_classify.classes import CHANNELS
 from hpa_classify.errors import DataError
-
-log = logging.getLogger(__name__)
-
-# tifffile logs a warning or an error for each oddity of a bad file before it raises;
-# the reader answers with a DataError of its own, which must come first and alone.
-logging.getLogger("tifffile").setLevel(logging.CRITICAL)
-# Pillow's file plugins warn likewise ("Corrupt EXIF data", ...) when it is the fallback decoder.
-warnings.filterwarnings("ignore", module=r"PIL\.\w*(ImagePlugin|Tags)$")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -60,50 +36,6 @@ MAX_JPEG_SEGMENTS = 10_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8"
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
-def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
-    """Convert a decoded image to 2-D uint8.
-
-    16-bit data are scaled linearly (0-65535 to 0-255), floats in 0-1 are scaled
-    by 255, other floats are clipped to 0-255. A colour image (H, W, 3 or 4)
-    holding one stain is reduced by taking the maximum over its colour planes,
-    which keeps the stain's intensity whatever colour it was rendered in.
-
-    >>> to_uint8(np.array([[0, 65535]], dtype=np.uint16)).tolist()
-    [[0, 255]]
-    >>> to_uint8(np.zeros((2, 2, 3), np.uint8)).shape
-    (2, 2)
-    """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].max(axis=-1)
-    elif arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    elif arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise DataError(f"{source}: expected a single-channel image, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.uint16:
-        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if np.issubdtype(arr.dtype, np.floating):
-        finite = arr[np.isfinite(arr)]
-        peak = float(finite.max()) if finite.size else 0.0
-        scale = 255.0 if peak <= 1.0 else 1.0
-        # clip before scaling: huge or infinite values must not overflow
-        return (np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 255.0 / scale) * scale + 0.5).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        if info.max > 0xFFFFFFFF:  # 64-bit: int64 arithmetic would overflow
-            return np.clip(arr.astype(np.float64) * (255.0 / info.max), 0, 255).astype(np.uint8)
-        if info.max > 255:
-            return np.clip(arr.astype(np.int64) * 255 // info.max, 0, 255).astype(np.uint8)
-        return np.clip(arr, 0, 255).astype(np.uint8)
-    raise DataError(f"{source}: unsupported pixel type {arr.dtype}")
 
 
 def check_dimensions(width: int, height: int, source: str | os.PathLike[str] = "image") -> None:
@@ -344,69 +276,6 @@ def _header_size(data: _FileBytes, path: Path) -> tuple[int, int]:
     raise DataError(f"{path}: not a PNG, JPEG or TIFF file")
 
 
-def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one channel file as a 2-D uint8 array.
-
-    The format is told from the file's first bytes (PNG, JPEG or TIFF), not
-    its name. Header sizes are checked before decoding.
-
-    Raises
-    ------
-    DataError
-        Naming the file, when it is missing, empty, unreadable, too large,
-        corrupt, not a PNG, JPEG or TIFF, or not one channel.
-    """
-    path = Path(path)
-    return decode_channel(read_file(path), path)
-
-
-def decode_channel(data: bytes, source: str | os.PathLike[str] = "image") -> np.ndarray:
-    """:func:`read_channel` for a file's bytes already read; ``source`` names it in errors."""
-    if not data:
-        raise DataError(f"{source}: empty file (0 bytes)")
-    if data[:4] in TIFF_SIGNATURES:
-        image = _decode_tiff(data, source)
-    elif data.startswith((PNG_SIGNATURE, JPEG_SIGNATURE)):
-        if data.startswith(PNG_SIGNATURE):
-            png_size(data, source)
-        elif (size := jpeg_size(data)) is not None:
-            check_dimensions(*size, source)
-        try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error as exc:
-            image = _decode_pillow(data, source)
-            if image is None:
-                raise DataError(f"{source}: not a readable image ({str(exc).strip()[-80:]})") from None
-        if image is None:
-            image = _decode_pillow(data, source)
-        if image is None:
-            raise DataError(f"{source}: not a readable image (corrupt or truncated?)")
-    else:
-        raise DataError(f"{source}: not a PNG, JPEG or TIFF file")
-    return to_uint8(image, source)
-
-
-def _decode_pillow(data: bytes, source: str | os.PathLike[str]) -> np.ndarray | None:
-    """Pillow's reading of a PNG, JPEG or TIFF that the first decoder could not read; None if
-    Pillow cannot read it either."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow comes with matplotlib and torchvision
-        return None
-    try:
-        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG", "TIFF"]) as im:
-            check_dimensions(*im.size, source)
-            if im.mode in ("LA", "La", "PA"):
-                im = im.convert("L") if im.mode != "PA" else im.convert("RGB")
-            elif im.mode not in ("1", "L", "I", "F", "RGB", "RGBA") and not im.mode.startswith("I;16"):
-                im = im.convert("RGB")  # palette, CMYK, YCbCr, LAB, ...
-            return np.asarray(im)
-    except DataError:
-        raise
-    except Exception:  # Pillow raises many kinds on bad bytes, and refuses decompression bombs
-        return None
-
-
 def tiff_plane_shape(page: object, source: str | os.PathLike[str] = "image") -> tuple[int, int]:
     """Width and height of a tifffile page that holds one image plane we can read.
 
@@ -425,82 +294,3 @@ def tiff_plane_shape(page: object, source: str | os.PathLike[str] = "image") -> 
     if dtype is None or np.dtype(dtype).kind not in "uifb":
         raise DataError(f"{source}: unsupported TIFF pixel type {dtype}")
     return width, height
-
-
-def _decode_tiff(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages[0]
-            tiff_plane_shape(page, path)
-            image = page.asarray()
-            if image.ndim == 3 and page.planarconfig == 2 and image.shape[0] in (3, 4):
-                image = np.moveaxis(image, 0, -1)  # planar RGB -> (H, W, 3)
-            return image
-    except DataError:
-        raise
-    except Exception as exc:  # tifffile raises many kinds on bad bytes
-        fallback = _decode_pillow(data, path)  # e.g. LZW or JPEG compression without imagecodecs
-        if fallback is not None:
-            return fallback
-        detail = str(exc)[:120]
-        raise DataError(f"{path}: not a readable TIFF ({type(exc).__name__}: {detail})") from None
-
-
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 2-D image to ``size`` x ``size`` (area averaging when shrinking)."""
-    h, w = image.shape[:2]
-    if h == size and w == size:
-        return image
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
-
-
-def load_sample(
-    files: Mapping[str, str | os.PathLike[str]], size: int | None = None
-) -> np.ndarray:
-    """Read the four channels of one sample into a ``(4, H, W)`` uint8 array.
-
-    Parameters
-    ----------
-    files : mapping
-        Channel name (red, green, blue, yellow) to file path.
-    size : int, optional
-        Resize every channel to ``size`` x ``size``. Without it the channels
-        must already agree in size.
-    """
-    return _load_sample(files, size)[0]
-
-
-def load_sample_digests(
-    files: Mapping[str, str | os.PathLike[str]], size: int | None = None, algorithm: str = "blake2b"
-) -> tuple[np.ndarray, dict[str, tuple[int, str]]]:
-    """:func:`load_sample`, and each channel file's size and digest of the very bytes decoded.
-
-    A fingerprint made of these matches the pixels stored even when a file
-    changes while it is read.
-    """
-    return _load_sample(files, size, algorithm)
-
-
-def _load_sample(
-    files: Mapping[str, str | os.PathLike[str]], size: int | None, algorithm: str | None = None
-) -> tuple[np.ndarray, dict[str, tuple[int, str]]]:
-    planes = []
-    digests: dict[str, tuple[int, str]] = {}
-    for channel in CHANNELS:
-        if channel not in files:
-            raise DataError(f"sample has no {channel} channel file")
-        path = Path(files[channel])
-        data = read_file(path)
-        if algorithm is not None:
-            digests[channel] = (len(data), hashlib.new(algorithm, data).hexdigest())
-        planes.append(decode_channel(data, path))
-    shapes = {p.shape for p in planes}
-    if len(shapes) > 1:
-        detail = ", ".join(f"{c} {p.shape[1]}x{p.shape[0]}" for c, p in zip(CHANNELS, planes))
-        raise DataError(f"{Path(files['green']).name}: channels differ in size ({detail})")
-    if size is not None:
-        planes = [resize(p, size) for p in planes]
-    return np.stack(planes), digests

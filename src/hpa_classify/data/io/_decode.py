@@ -1,0 +1,150 @@
+"""Decoding one channel file's bytes to a 2-D uint8 array (OpenCV, tifffile, Pillow)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hpa_classify.data.io._headers import (
+    JPEG_SIGNATURE,
+    PNG_SIGNATURE,
+    TIFF_SIGNATURES,
+    check_dimensions,
+    jpeg_size,
+    png_size,
+    read_file,
+    tiff_plane_shape,
+)
+from hpa_classify.errors import DataError
+
+
+def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
+    """Convert a decoded image to 2-D uint8.
+
+    16-bit data are scaled linearly (0-65535 to 0-255), floats in 0-1 are scaled
+    by 255, other floats are clipped to 0-255. A colour image (H, W, 3 or 4)
+    holding one stain is reduced by taking the maximum over its colour planes,
+    which keeps the stain's intensity whatever colour it was rendered in.
+
+    >>> to_uint8(np.array([[0, 65535]], dtype=np.uint16)).tolist()
+    [[0, 255]]
+    >>> to_uint8(np.zeros((2, 2, 3), np.uint8)).shape
+    (2, 2)
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].max(axis=-1)
+    elif arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise DataError(f"{source}: expected a single-channel image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = arr[np.isfinite(arr)]
+        peak = float(finite.max()) if finite.size else 0.0
+        scale = 255.0 if peak <= 1.0 else 1.0
+        # clip before scaling: huge or infinite values must not overflow
+        return (np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 255.0 / scale) * scale + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        if info.max > 0xFFFFFFFF:  # 64-bit: int64 arithmetic would overflow
+            return np.clip(arr.astype(np.float64) * (255.0 / info.max), 0, 255).astype(np.uint8)
+        if info.max > 255:
+            return np.clip(arr.astype(np.int64) * 255 // info.max, 0, 255).astype(np.uint8)
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise DataError(f"{source}: unsupported pixel type {arr.dtype}")
+
+
+def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one channel file as a 2-D uint8 array.
+
+    The format is told from the file's first bytes (PNG, JPEG or TIFF), not
+    its name. Header sizes are checked before decoding.
+
+    Raises
+    ------
+    DataError
+        Naming the file, when it is missing, empty, unreadable, too large,
+        corrupt, not a PNG, JPEG or TIFF, or not one channel.
+    """
+    path = Path(path)
+    return decode_channel(read_file(path), path)
+
+
+def decode_channel(data: bytes, source: str | os.PathLike[str] = "image") -> np.ndarray:
+    """:func:`read_channel` for a file's bytes already read; ``source`` names it in errors."""
+    if not data:
+        raise DataError(f"{source}: empty file (0 bytes)")
+    if data[:4] in TIFF_SIGNATURES:
+        image = _decode_tiff(data, source)
+    elif data.startswith((PNG_SIGNATURE, JPEG_SIGNATURE)):
+        if data.startswith(PNG_SIGNATURE):
+            png_size(data, source)
+        elif (size := jpeg_size(data)) is not None:
+            check_dimensions(*size, source)
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:
+            image = _decode_pillow(data, source)
+            if image is None:
+                raise DataError(f"{source}: not a readable image ({str(exc).strip()[-80:]})") from None
+        if image is None:
+            image = _decode_pillow(data, source)
+        if image is None:
+            raise DataError(f"{source}: not a readable image (corrupt or truncated?)")
+    else:
+        raise DataError(f"{source}: not a PNG, JPEG or TIFF file")
+    return to_uint8(image, source)
+
+
+def _decode_pillow(data: bytes, source: str | os.PathLike[str]) -> np.ndarray | None:
+    """Pillow's reading of a PNG, JPEG or TIFF that the first decoder could not read; None if
+    Pillow cannot read it either."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib and torchvision
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG", "TIFF"]) as im:
+            check_dimensions(*im.size, source)
+            if im.mode in ("LA", "La", "PA"):
+                im = im.convert("L") if im.mode != "PA" else im.convert("RGB")
+            elif im.mode not in ("1", "L", "I", "F", "RGB", "RGBA") and not im.mode.startswith("I;16"):
+                im = im.convert("RGB")  # palette, CMYK, YCbCr, LAB, ...
+            return np.asarray(im)
+    except DataError:
+        raise
+    except Exception:  # Pillow raises many kinds on bad bytes, and refuses decompression bombs
+        return None
+
+
+def _decode_tiff(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            tiff_plane_shape(page, path)
+            image = page.asarray()
+            if image.ndim == 3 and page.planarconfig == 2 and image.shape[0] in (3, 4):
+                image = np.moveaxis(image, 0, -1)  # planar RGB -> (H, W, 3)
+            return image
+    except DataError:
+        raise
+    except Exception as exc:  # tifffile raises many kinds on bad bytes
+        fallback = _decode_pillow(data, path)  # e.g. LZW or JPEG compression without imagecodecs
+        if fallback is not None:
+            return fallback
+        detail = str(exc)[:120]
+        raise DataError(f"{path}: not a readable TIFF ({type(exc).__name__}: {detail})") from None
