@@ -59,6 +59,16 @@ def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
         )
 
 
+def _labels_and(
+    y_true: np.ndarray, other: np.ndarray, name: str, class_names: list[str] | None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Checked labels and a second matrix of the same shape (``probs`` scores, else 0/1), and class names."""
+    t = _as_binary_matrix(y_true, "y_true")
+    o = _as_score_matrix(other, name) if name == "probs" else _as_binary_matrix(other, name)
+    _check_same_shape(t, o, "y_true", name)
+    return t, o, _class_names(t.shape[1], class_names)
+
+
 def _class_labels(table: pd.DataFrame) -> list[str]:
     ids = table["class_id"] if "class_id" in table.columns else range(len(table))
     return [
@@ -217,12 +227,9 @@ def plot_pr_curves(
     -------
     pathlib.Path
     """
-    t = _as_binary_matrix(y_true, "y_true")
-    p = _as_score_matrix(probs, "probs")
-    _check_same_shape(t, p, "y_true", "probs")
+    t, p, names = _labels_and(y_true, probs, "probs", class_names)
     n_classes = p.shape[1]
     thr = _as_threshold_vector(thresholds, n_classes)
-    names = _class_names(n_classes, class_names)
     preds, _ = binarize(p, thr, at_least_one=False)
 
     ncols = min(7, n_classes)
@@ -284,11 +291,8 @@ def plot_label_counts(
     -------
     pathlib.Path
     """
-    t = _as_binary_matrix(y_true, "y_true")
-    q = _as_binary_matrix(y_pred, "y_pred")
-    _check_same_shape(t, q, "y_true", "y_pred")
+    t, q, names = _labels_and(y_true, y_pred, "y_pred", class_names)
     n_classes = t.shape[1]
-    names = _class_names(n_classes, class_names)
     n_true = t.sum(axis=0)
     n_pred = q.sum(axis=0)
 
