@@ -240,8 +240,9 @@ def test_cli_in_process_refuses_bad_values(tmp_path: Path, monkeypatch: pytest.M
                                           capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
                                           needles: tuple[str, ...]) -> None:
     from hpa_classify import cli
+    from hpa_classify.cli.app import err_console
 
-    monkeypatch.setattr(cli.err_console, "_width", 1000)
+    monkeypatch.setattr(err_console, "_width", 1000)
     run = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["hpa", "train", str(tmp_path / "no-data"), "--out", str(run), *args])
     with pytest.raises(SystemExit) as info:
