@@ -197,7 +197,7 @@ def test_unreadable_files_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyP
     import builtins
     import pathlib
 
-    from hpa_classify.data import io as layout  # where image headers are opened
+    from hpa_classify.data.io import _headers as layout  # where image headers are opened
 
     root = kaggle_root(tmp_path)
     locked_png = root / "train" / "s1_blue.png"
