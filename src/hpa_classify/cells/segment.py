@@ -67,6 +67,10 @@ class SegmentSettings:
         ``seam_contrast`` times their surroundings (a Gaussian of sigma
         ``seam_scale``) are cut out: the dark seams between touching nuclei.
         A contrast of 0 cuts nothing.
+    nucleus_edge : float
+        Each nucleus's outline is then drawn where the blue falls below this
+        fraction of the nucleus's own median (0.5: half its brightness, the
+        edge of a blurred object); 0 keeps the outline of the global threshold.
     cell_smooth : float
         Gaussian sigma of the reference channels.
     foreground : float
@@ -83,6 +87,7 @@ class SegmentSettings:
     split_depth: float = 1.0
     seam_scale: float = 3.0
     seam_contrast: float = 0.9
+    nucleus_edge: float = 0.5
     cell_smooth: float = 2.0
     foreground: float = 0.3
     max_hole_area: float = 40.0
@@ -92,7 +97,7 @@ class SegmentSettings:
         if check_pixel_size(self.work_pixel_size) is None:
             raise HPAError("work_pixel_size must be given")
         for name in ("nucleus_smooth", "min_nucleus_area", "split_depth", "cell_smooth",
-                     "foreground", "max_hole_area", "min_nucleus_level", "seam_scale", "seam_contrast"):
+                     "foreground", "max_hole_area", "min_nucleus_level", "seam_scale", "seam_contrast", "nucleus_edge"):
             if getattr(self, name) < 0:
                 raise HPAError(f"segmentation setting {name} must not be negative, got {getattr(self, name)}")
 
@@ -192,7 +197,24 @@ def segment_nuclei(blue: np.ndarray, pixel_um: float, settings: SegmentSettings)
     orphans = mask & (nuclei == 0)
     if orphans.any():
         nuclei = np.where(orphans, blobs + int(nuclei.max()), nuclei)
-    return _drop_small(nuclei.astype(np.int32), area_px(settings.min_nucleus_area, pixel_um) / 4)
+    nuclei = _refine_edges(nuclei.astype(np.int32), smooth, settings.nucleus_edge)
+    return _drop_small(nuclei, area_px(settings.min_nucleus_area, pixel_um) / 4)
+
+
+def _refine_edges(nuclei: np.ndarray, smooth: np.ndarray, fraction: float) -> np.ndarray:
+    """Each nucleus cut to its pixels at or above ``fraction`` of its own median, holes filled.
+
+    >>> smooth = np.array([[0, 40, 100, 100, 100, 40, 0]], np.float32)
+    >>> _refine_edges(np.array([[0, 1, 1, 1, 1, 1, 0]]), smooth, 0.5).tolist()
+    [[0, 0, 1, 1, 1, 0, 0]]
+    """
+    n = int(nuclei.max())
+    if n == 0 or fraction <= 0:
+        return nuclei
+    median = np.asarray(ndi.median(smooth, nuclei, index=np.arange(1, n + 1)), np.float32)
+    level = np.concatenate([[np.inf], fraction * median]).astype(np.float32)
+    keep = ndi.binary_fill_holes(smooth >= level[nuclei])
+    return np.where(keep, nuclei, 0).astype(np.int32)
 
 
 def _reference(image: np.ndarray, pixel_um: float, settings: SegmentSettings) -> np.ndarray:
