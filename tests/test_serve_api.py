@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from conftest import hpa
 from fastapi.testclient import TestClient
 from helpers import KAGGLE_LAYOUT
 from serve_support import (
@@ -265,6 +266,15 @@ def test_bind_needs_a_token_beyond_loopback() -> None:
         check_bind(host, TOKEN)
     with pytest.raises(HPAError, match="at least 16 characters"):
         check_bind("0.0.0.0", "short")
+
+
+def test_cli_refuses_an_open_host_without_a_token(served: tuple[Path, Path]) -> None:
+    started = time.perf_counter()
+    result = hpa("serve", served[0], "--host", "0.0.0.0", "--port", "1")
+    assert result.returncode == 2 and "pass --token" in result.stderr
+    assert time.perf_counter() - started < 30  # refused before the model loads
+    short = hpa("serve", served[0], "--host", "0.0.0.0", "--token", "short")
+    assert short.returncode == 2 and "at least 16 characters" in short.stderr
 
 
 def test_nothing_written_to_disk(model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
