@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "hpa_samples" / "kaggle_layout"
@@ -206,12 +207,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, *extra: str, log: Path | None = None) -> subprocess.Popen:
-    """``hpa serve RUN`` on 127.0.0.1:``port`` in its own process (as a user starts it)."""
+def start_server(run: Path, port: int, *extra: str, log: Path | None = None, threads: int | None = None) -> subprocess.Popen:
+    """``hpa serve RUN`` on 127.0.0.1:``port`` in its own process (as a user starts it).
+
+    ``threads`` sets torch's thread count there (through ``OMP_NUM_THREADS``).
+    """
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
         [sys.executable, "-m", "hpa_classify.cli", "serve", str(run), "--host", "127.0.0.1", "--port", str(port), *extra],
-        stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, COLUMNS="200", NO_COLOR="1"),
+        stdout=out, stderr=subprocess.STDOUT, env=env,
     )
 
 
@@ -343,6 +350,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="data.num_workers of the hpa predict rounds; the fastest is the reference (default 0,2)")
     p.add_argument("--time-limit", type=float, default=600.0, help="seconds the load may take in all")
     p.add_argument("--request-timeout", type=float, default=60.0)
+    p.add_argument("--threads", type=int, help="torch threads of hpa predict and hpa serve (default: torch's, one per core)")
     p.add_argument("--samples", type=Path, default=SAMPLES, help="Kaggle-layout folder of PNG samples")
     p.add_argument("--work", type=Path, help="folder for the run and data (default: a temp folder)")
     return p.parse_args(argv)
@@ -350,6 +358,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     if not args.samples.is_dir():
@@ -368,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     load_before = os.getloadavg()[0]
-    process = start_server(run_dir, port, log=work / "serve.log")
+    process = start_server(run_dir, port, log=work / "serve.log", threads=args.threads)
     try:
         ready = wait_ready(base, process)
         print(f"hpa serve ready in {ready:.1f} s; warming up ...", file=sys.stderr)
@@ -379,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_server(process)
     load_after = os.getloadavg()[0]
-    print(f"\nhpa serve under load: {os.cpu_count()} cores, load average {load_before:.1f} before and "
+    threads = f"torch threads {args.threads}" if args.threads else "torch's default threads"
+    print(f"\nhpa serve under load: {os.cpu_count()} cores, {threads}, load average {load_before:.1f} before and "
           f"{load_after:.1f} after; run {run_dir.name}; {len(samples)} real 512 px samples (4 PNG channels each) "
           f"uploaded to POST /v1/predict from the same machine; hpa predict on {args.predict_images} of them, "
           f"median of {args.repeats} rounds\n")
