@@ -138,3 +138,10 @@ def test_synth_never_empties_a_folder_it_did_not_make(tmp_path: Path) -> None:
     own.write_text("Id,Target\nreal,0\n")
     _refused(hpa("synth", own.parent, "--n", "4", "--n-test", "2"), str(own.parent))
     assert own.read_text() == "Id,Target\nreal,0\n"
+
+
+@pytest.mark.parametrize("name", ["../../outside", "/tmp/abs", "a/b", ".."])
+def test_a_run_name_is_not_a_path(name: str, synth_root: Path, tmp_path: Path) -> None:
+    result = hpa("train", synth_root, "--set", f"name={name}", cwd=tmp_path)
+    _refused(result, "'name'", "not a path")
+    assert not any(tmp_path.iterdir())

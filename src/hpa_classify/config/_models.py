@@ -253,6 +253,11 @@ class PredictConfig(_Strict):
     batch_size: int = Field(64, ge=1, le=65536)
 
 
+#: A run's name: the default folder ``runs/<name>``, so a name and never a path (no separator,
+#: no ``..``, no leading dot).
+RUN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]*$"
+
+
 class Config(_Strict):
     """A whole experiment."""
 
@@ -264,3 +269,11 @@ class Config(_Strict):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     predict: PredictConfig = PredictConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _a_name_not_a_path(cls, v: str) -> str:
+        if not re.fullmatch(RUN_NAME_PATTERN, v):
+            raise ValueError("a run name is a name, not a path: letters, digits and . _ + = - "
+                             "(no / or \\, not starting with a dot)")
+        return v
