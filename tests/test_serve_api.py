@@ -343,6 +343,19 @@ def test_batcher_batches_concurrent_requests() -> None:
     assert sum(calls) == 20 and max(calls) == 8 and len(calls) <= 4
 
 
+def test_internal_fault_is_json_500(model, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(images: np.ndarray) -> np.ndarray:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "predict", broken)
+    app = create_app(model, ServeSettings())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/predict", files=upload(random_channels(seed=8)))
+        assert r.status_code == 500 and r.json() == {
+            "detail": "internal error (RuntimeError); the server's log has the details"}
+        assert c.get("/healthz").status_code == 200  # the batcher goes on
+
+
 def test_busy_server_answers_503(model) -> None:
     good = random_channels(seed=7)
     with client_for(model, limits=Limits(max_waiting_images=1)) as c:

@@ -118,6 +118,11 @@ def _errors(app: FastAPI) -> None:
         log.info("refused with %d: %s", status, exc)
         return _error(status, str(exc))
 
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
