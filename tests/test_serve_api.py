@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -116,6 +118,27 @@ def test_results_equal_hpa_predict(client: TestClient, model, served: tuple[Path
     single = client.post("/v1/predict", files=upload({c: data.files[3][c].read_bytes() for c in CHANNELS}))
     assert single.json()["target"] == submission["Predicted"][3]
     assert np.allclose([c["probability"] for c in single.json()["classes"]], probs[3], atol=1e-5)
+
+
+def test_kfold_run_serves_the_mean_of_its_folds(served: tuple[Path, Path], tmp_path: Path) -> None:
+    """A K-fold run (here two copies of the tiny run as its folds) is served as hpa predict predicts it."""
+    run_dir, root = served
+    kfold = tmp_path / "kf"
+    for i in range(2):
+        shutil.copytree(run_dir, kfold / f"fold{i}")
+    for name in ("config.yaml", "thresholds.json"):
+        shutil.copy(run_dir / name, kfold / name)
+    (kfold / "kfold.json").write_text(json.dumps({"folds": 2, "seed": 1}))
+    data = load_dataset(root)
+    predict_run(open_run(kfold), data, tmp_path / "sub.csv")
+    submission = pd.read_csv(tmp_path / "sub.csv", keep_default_na=False)
+    kfold_model = load_served_model(open_run(kfold), device="cpu")
+    assert kfold_model.info()["n_models"] == 2
+    with client_for(kfold_model) as c:
+        fields = {f"{i}_{ch}": ("x.png", data.files[k][ch].read_bytes())
+                  for k, i in enumerate(data.ids[:6]) for ch in CHANNELS}
+        results = c.post("/v1/predict/batch", files=fields).json()["results"]
+    assert [r["target"] for r in results] == submission["Predicted"][:6].tolist()
 
 
 def test_decision_rule_and_fallback(model) -> None:
