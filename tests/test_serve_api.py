@@ -141,6 +141,16 @@ def test_kfold_run_serves_the_mean_of_its_folds(served: tuple[Path, Path], tmp_p
     assert [r["target"] for r in results] == submission["Predicted"][:6].tolist()
 
 
+def test_onnx_backend_serves_the_same_probabilities(served: tuple[Path, Path], client: TestClient) -> None:
+    onnx_model = load_served_model(open_run(served[0]), backend="onnx", device="cpu")
+    files = upload(random_channels(seed=9))
+    with client_for(onnx_model) as c:
+        a = c.post("/v1/predict", files=files).json()
+    b = client.post("/v1/predict", files=files).json()
+    assert c.app.state.service.info()["backend"] == "onnx"  # type: ignore[attr-defined]
+    assert np.allclose([x["probability"] for x in a["classes"]], [x["probability"] for x in b["classes"]], atol=1e-4)
+
+
 def test_decision_rule_and_fallback(model) -> None:
     saved = model.thresholds
     try:
