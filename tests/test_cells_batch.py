@@ -15,7 +15,7 @@ from hpa_classify.cells.masks import read_labels, write_labels
 from hpa_classify.cells.measure import CELL_COLUMNS
 from hpa_classify.cells.segment import SegmentSettings
 from hpa_classify.data.layout import load_dataset
-from hpa_classify.errors import DataError, RunError
+from hpa_classify.errors import DataError, HPAError, RunError
 from hpa_classify.progress import NULL_TASK
 
 SETTINGS = SegmentSettings(pixel_size=0.32)
@@ -109,3 +109,26 @@ def test_label_images_made_elsewhere(two_fields, tmp_path: Path) -> None:
     (masks / "dark_cells.png").unlink()
     with pytest.raises(DataError, match="dark_cells.png: label image not found"):
         segment_dataset(load_dataset(root), tmp_path / "seg2", SETTINGS, masks=masks, workers=1)
+
+
+def test_never_writes_over_inputs_or_files_it_did_not_make(two_fields, tmp_path: Path) -> None:
+    root, truth = two_fields
+    ds = load_dataset(root)
+    before = sorted(p.name for p in (root / "train").iterdir())
+    with pytest.raises(HPAError, match="is or holds the input"):
+        segment_dataset(ds, root / "train", SETTINGS, workers=1)  # the image folder
+    with pytest.raises(HPAError, match="is or holds the input"):
+        segment_dataset(ds, root, SETTINGS, workers=1)  # holds the CSV
+    assert sorted(p.name for p in (root / "train").iterdir()) == before
+    masks = tmp_path / "masks"
+    write_labels(masks / "f9_cells.png", truth["cells"])
+    write_labels(masks / "dark_cells.png", np.zeros((256, 256), np.uint16))
+    with pytest.raises(HPAError, match="is or holds the input"):
+        segment_dataset(ds, masks, SETTINGS, masks=masks, workers=1)
+    with pytest.raises(HPAError, match="is or holds the input"):
+        segment_dataset(ds, masks, SETTINGS, workers=1, reads=[masks])  # e.g. the --eval folder
+    stamp = (masks / "f9_cells.png").read_bytes()
+    for force in (False, True):  # label images not made here are never replaced
+        with pytest.raises(RunError, match="not made by hpa segment"):
+            segment_dataset(ds, masks, SETTINGS, workers=1, force=force)
+    assert (masks / "f9_cells.png").read_bytes() == stamp

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from hpa_classify.data.layout import Dataset
 from hpa_classify.data.workers import process_pool, worker_count
 from hpa_classify.errors import DataError, RunError, summarize_ids
 from hpa_classify.fileio import write_csv, write_json
+from hpa_classify.outputs import check_output_folder
 from hpa_classify.progress import Progress, open_task
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,26 @@ def _record(settings: SegmentSettings, masks: Path | None) -> dict[str, Any]:
     }
 
 
-def _check_record(out: Path, record: dict[str, Any], force: bool) -> bool:
+def _foreign_files(out: Path, ids: list[str]) -> list[Path]:
+    """Files in OUT that this command would write, when OUT has no record of making them."""
+    names = [CSV_NAME] + [f"{i}_{k}.png" for i in ids for k in ("nuclei", "cells")]
+    return [out / n for n in names if (out / n).exists()]
+
+
+def _check_record(out: Path, record: dict[str, Any], force: bool, ids: list[str]) -> bool:
     """Whether OUT's earlier results may be kept; RunError if they differ and ``force`` is off.
 
-    Without a record, label images in OUT are not known to be this package's
-    and are made again.
+    Files of the names this command writes, in an OUT without its record, were
+    not made by it: they are never replaced, even with ``force``.
     """
     path = out / RECORD_NAME
     if not path.is_file():
+        foreign = _foreign_files(out, ids)
+        if foreign:
+            raise RunError(
+                f"{foreign[0]}: not made by hpa segment (no {RECORD_NAME} in {out}), and never "
+                f"replaced; {len(foreign)} such files: choose another output folder"
+            )
         return False
     try:
         earlier = json.loads(path.read_text(encoding="utf-8"))
@@ -215,6 +229,7 @@ def segment_dataset(
     workers: int | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    reads: Sequence[str | os.PathLike[str]] = (),
 ) -> SegmentSummary:
     """Label images and ``cells.csv`` for every field of ``dataset`` in ``out``.
 
@@ -230,6 +245,10 @@ def segment_dataset(
         Also write ``out/overlays/{Id}.png``: outlines on the composite.
     force : bool
         Replace results in ``out`` made with other settings or masks.
+    reads : paths
+        Other files or folders the caller reads (a folder of true labels):
+        ``out`` may not be one of them nor hold one, as for the dataset's
+        CSV, its images and ``masks``.
     """
     t0 = time.perf_counter()
     settings = settings or SegmentSettings()
@@ -237,8 +256,10 @@ def segment_dataset(
     masks_dir = Path(masks) if masks is not None else None
     if masks_dir is not None:
         _check_masks(dataset, masks_dir)
+    inputs = [dataset.csv_path, dataset.image_dir, *reads] + ([masks_dir] if masks_dir else [])
+    check_output_folder(out, inputs)
     record = _record(settings, masks_dir)
-    resume = _check_record(out, record, force)
+    resume = _check_record(out, record, force, dataset.ids)
     if not resume:  # labels of other settings must not pass for done after an interruption
         for sample_id in dataset.ids:
             label_path(out, sample_id, "cells").unlink(missing_ok=True)

@@ -35,7 +35,7 @@ def segment(
     settings = SegmentSettings(pixel_size=pixel_size)
     ds = checked(load_dataset(data, images, prefer=split), skip_invalid=skip_invalid)
     s = segment_dataset(ds, out, settings=settings, masks=masks, overlays=overlays, workers=workers,
-                        force=force, progress=progress_bars())
+                        force=force, progress=progress_bars(), reads=[truth] if truth else [])
     kept = f" ({s.n_resumed} kept from an earlier run)" if s.n_resumed else ""
     source = "taken from " + str(masks) if masks is not None else "segmented"
     console.print(f"{s.n_fields} fields {source}{kept}: {s.n_cells} cells in {s.seconds:.1f} s; "
