@@ -1,21 +1,23 @@
 """Find a dataset's samples on disk and check them before any work starts.
 
 A dataset is a CSV (``Id`` plus an optional ``Target``) and a folder of images
-named ``{Id}_{red,green,blue,yellow}.{png,jpg,jpeg,tif,tiff}``. On the command
-line DATA is either
+named ``{Id}_{red,green,blue,yellow}.{png,jpg,jpeg,tif,tiff}``, or holding one
+multi-channel TIFF per field (``{Id}.tif``, ``{Id}.ome.tif``, or the file a
+``File`` column names; :mod:`hpa_classify.data.folder`). On the command line
+DATA is either
 
 * a Kaggle root: ``train.csv`` with ``train/``, or ``sample_submission.csv``
-  with ``test/``; or
+  with ``test/``;
 * a CSV path, with images in ``--images DIR`` (default: the CSV's own folder,
   or the folder named after the CSV, ``train/`` for ``train.csv``, when the
-  images are there).
+  images are there); or
+* a folder of images without a CSV: the fields are found from the file names
+  (unlabelled; the files that fit no field are logged).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import os
 from collections.abc import Iterable
@@ -25,18 +27,24 @@ from pathlib import Path
 
 import numpy as np
 
-from hpa_classify.classes import CHANNELS, parse_target
+from hpa_classify.classes import CHANNELS
+from hpa_classify.data.folder import discover, file_column, index_folder, sample_files
 from hpa_classify.data.io import (  # image_size: the header reader lives in data.io
     IMAGE_EXTENSIONS,
+    Reading,
+    Scaling,
+    channels_of,
     image_size,
     load_sample,
+    plane_count,
     read_channel,
-    read_file,
 )
-from hpa_classify.errors import DataError, LabelError, brief, shorten, summarize_ids
+from hpa_classify.data.table import MAX_CSV_BYTES, read_table, show_id
+from hpa_classify.errors import DataError, summarize_ids
 from hpa_classify.fileio import file_digest
 
 __all__ = [
+    "MAX_CSV_BYTES",
     "Dataset",
     "ValidationReport",
     "checked",
@@ -51,8 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Largest CSV read, in bytes (Kaggle's train.csv is 1.3 MB, HPAv18's 3 MB).
-MAX_CSV_BYTES = 256 << 20
 #: How a data fingerprint hashes each image file's bytes.
 CONTENT_HASH = "blake2b"
 
@@ -70,6 +76,8 @@ class Dataset:
     labels: list[list[int]] | None
     files: list[dict[str, Path]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    reading: Reading = field(default_factory=Reading)
+    unplaced: list[Path] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -84,7 +92,7 @@ class Dataset:
         The one place samples are read from; a packed cache
         (:class:`~hpa_classify.data.pack.PackedDataset`) reads its memory map instead.
         """
-        return load_sample(self.files[index], size)
+        return load_sample(self.files[index], size, self.reading)
 
     def subset(self, index: Iterable[int]) -> Dataset:
         """A new Dataset holding only the samples at ``index`` (in that order)."""
@@ -95,6 +103,7 @@ class Dataset:
             ids=[self.ids[i] for i in idx],
             labels=[self.labels[i] for i in idx] if self.labels is not None else None,
             files=[self.files[i] for i in idx] if self.files else [],
+            reading=self.reading,
         )
 
     def fingerprint(self, workers: int | None = None, content: bool = True) -> dict[str, str | int]:
@@ -113,7 +122,8 @@ class Dataset:
             csv_hash = file_digest(self.csv_path, "sha256")
         except OSError as exc:
             raise DataError(f"{self.csv_path}: cannot read ({exc.strerror})") from None
-        paths = [files[c] for files in self.files for c in CHANNELS if c in files]
+        # a multi-channel file holds several channels of a sample: hashed once
+        paths = [p for files in self.files for p in dict.fromkeys(files[c] for c in CHANNELS if c in files)]
         h = hashlib.sha256()
         if content:
             with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
@@ -153,105 +163,6 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-# ----------------------------------------------------------------------------- CSV
-
-
-def read_table(csv_path: str | os.PathLike[str]) -> tuple[list[str], list[list[int]] | None]:
-    """Read ``Id,Target`` (Target optional) from a CSV.
-
-    Accepts a UTF-8 BOM and Windows line endings; extra columns are ignored.
-    ``Predicted`` (as in a sample submission) is not read as labels.
-
-    Raises
-    ------
-    DataError
-        Naming the file and row: no header, no ``Id`` column, empty table,
-        empty Id, duplicate Ids, or a malformed Target; a file over
-        :data:`MAX_CSV_BYTES`, a field over 128 KiB, a quote never closed, an
-        Id or Target running over several lines. Values quoted in messages
-        are cut short.
-    """
-    path = Path(csv_path)
-    raw = read_file(path, "CSV file", limit=MAX_CSV_BYTES)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    numbered = _csv_rows(text, path)
-    if not numbered:
-        raise DataError(f"{path}: empty CSV (expected a header 'Id,Target' and rows)")
-    rows = [r for _, _, r in numbered]
-    header = [h.strip() for h in rows[0]]
-    lower = [h.lower() for h in header]
-    if "id" not in lower:
-        raise DataError(
-            f"{path}, line {numbered[0][0]}: no 'Id' column in the header {brief(rows[0])} ({len(header)} columns; "
-            "the first line must name the columns, e.g. 'Id,Target')"
-        )
-    id_col = lower.index("id")
-    target_col = lower.index("target") if "target" in lower else None
-    body = numbered[1:]
-    if not body:
-        raise DataError(f"{path}: the CSV has a header but no rows")
-    ids: list[str] = []
-    labels: list[list[int]] | None = [] if target_col is not None else None
-    seen: dict[str, int] = {}
-    dupes: list[str] = []
-    for first, lineno, row in body:
-        for col, name in ((id_col, "Id"), (target_col, "Target")):
-            if col is not None and col < len(row) and ("\n" in row[col] or "\r" in row[col]):
-                raise DataError(
-                    f"{path}, line {first}: the {name} runs on to line {lineno} "
-                    "(a quote opened on this line closes only there)"
-                )
-        if id_col >= len(row) or not row[id_col].strip():
-            raise DataError(f"{path}, line {lineno}: empty Id")
-        sample_id = row[id_col].strip()
-        if sample_id in seen:
-            dupes.append(sample_id)
-        seen[sample_id] = lineno
-        ids.append(sample_id)
-        if labels is not None:
-            target = row[target_col] if target_col < len(row) else ""
-            where = f"row {lineno} (Id {_show_id(sample_id)}) of {path}"
-            if len(target) > 200:  # all 28 classes take 73 characters
-                raise LabelError(f"{where}: Target {brief(target)} is not a list of class ids 0-27")
-            try:
-                labels.append(parse_target(target, row=where.removeprefix("row ")))
-            except LabelError as exc:
-                raise LabelError(shorten(str(exc), 400)) from None
-    if dupes:
-        raise DataError(f"{path}: duplicate Ids: {summarize_ids(sorted(set(dupes)))}")
-    return ids, labels
-
-
-def _show_id(sample_id: str) -> str:
-    """An Id for a message: as it is, or cut short when over 80 characters."""
-    return sample_id if len(sample_id) <= 80 else brief(sample_id)
-
-
-def _csv_rows(text: str, path: Path) -> list[tuple[int, int, list[str]]]:
-    """``(first line, last line, cells)`` of each non-blank row (blank lines still counted)."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows: list[tuple[int, int, list[str]]] = []
-    first = 1
-    try:
-        for row in reader:
-            if any(cell.strip() for cell in row):
-                rows.append((first, reader.line_num, row))
-            first = reader.line_num + 1
-    except csv.Error as exc:
-        msg = str(exc)
-        if "field limit" in msg:
-            what = f"a field longer than {csv.field_size_limit():,} characters (not a table of Ids and labels?)"
-        elif "unexpected end of data" in msg:
-            what = 'a quote (") opened on this line is never closed'
-        else:
-            what = f"not valid CSV ({shorten(msg, 100)})"
-        raise DataError(f"{path}, line {first}: {what}") from None
-    return rows
 
 
 # ----------------------------------------------------------------------------- layout
@@ -299,47 +210,84 @@ def _has_images(folder: Path) -> bool:
         return any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
 
 
-def _index_folder(image_dir: Path) -> dict[str, Path]:
-    """Map ``{Id}_{channel}`` to its file; the first extension in IMAGE_EXTENSIONS wins."""
-    found: dict[str, Path] = {}
-    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
-    try:
-        entries = list(os.scandir(image_dir))
-    except OSError as exc:
-        raise DataError(f"{image_dir}: cannot list the image folder ({exc.strerror})") from None
-    for entry in entries:
-        stem, ext = os.path.splitext(entry.name)
-        ext = ext.lower()
-        if ext not in rank or "_" not in stem:
-            continue
-        prev = found.get(stem)
-        if prev is None or rank[ext] < rank[prev.suffix.lower()]:
-            found[stem] = Path(entry.path)
-    return found
-
-
 def load_dataset(
     data: str | os.PathLike[str],
     images: str | os.PathLike[str] | None = None,
     prefer: str = "train",
     require_labels: bool = False,
+    channel_map: dict[str, int] | None = None,
+    scaling: Scaling | None = None,
 ) -> Dataset:
     """Read the CSV and find every sample's channel files (nothing decoded yet).
 
     Samples with missing channels are kept with the channels they have;
-    :func:`validate` reports them.
+    :func:`validate` reports them. ``channel_map`` says which plane of a
+    multi-channel file holds which channel (default: OME names, else plane
+    order); ``scaling`` how more than 8 bits become 8. A folder without a
+    CSV is read by its file names (:func:`hpa_classify.data.folder.discover`).
     """
+    if _is_plain_folder(Path(data)) and images is None:
+        if require_labels:
+            raise DataError(f"{data}: a folder of images without a CSV has no labels, but labels are needed here")
+        return _folder_dataset(Path(data), channel_map, scaling)
     csv_path, image_dir = resolve(data, images, prefer)
     ids, labels = read_table(csv_path)
     if require_labels and labels is None:
         raise DataError(f"{csv_path}: no 'Target' column, but labels are needed here")
-    index = _index_folder(image_dir)
-    files = []
-    for sample_id in ids:
-        files.append(
-            {c: index[f"{sample_id}_{c}"] for c in CHANNELS if f"{sample_id}_{c}" in index}
+    index = index_folder(image_dir)
+    named = file_column(csv_path, image_dir)
+    if named:
+        index.multi_files.update(named)
+    channels = _multi_channels(list(index.multi_files.values()), channel_map)
+    files = [sample_files(sample_id, index, channels) for sample_id in ids]
+    reading = Reading(channel_map=channel_map, scaling=scaling, channels=_present(files, channels))
+    return Dataset(csv_path=csv_path, image_dir=image_dir, ids=ids, labels=labels, files=files, reading=reading)
+
+
+def _is_plain_folder(data: Path) -> bool:
+    """A folder holding images and neither Kaggle CSV (``train.csv``, ``sample_submission.csv``)."""
+    return (
+        data.is_dir()
+        and not any((data / name).is_file() for name, _ in _KAGGLE_PAIRS.values())
+        and _has_images(data)
+    )
+
+
+def _multi_channels(paths: list[Path], channel_map: dict[str, int] | None) -> tuple[str, ...]:
+    """The channels the multi-channel files hold, from the first one's header (and the map)."""
+    if not paths:
+        return CHANNELS
+    first = min(paths)
+    if not first.is_file():
+        return tuple(channel_map) if channel_map else CHANNELS
+    n, names = plane_count(first)
+    return tuple(c for c in CHANNELS if c in channels_of(n, names, channel_map, first))
+
+
+def _present(files: list[dict[str, Path]], channels: tuple[str, ...]) -> tuple[str, ...]:
+    """The channels a dataset holds: all four for per-channel files, else those of its
+    multi-channel files."""
+    multi = any(len(set(f.values())) == 1 and len(f) > 1 for f in files)
+    single = any(len(set(f.values())) > 1 for f in files)
+    return channels if multi and not single else CHANNELS
+
+
+def _folder_dataset(folder: Path, channel_map: dict[str, int] | None, scaling: Scaling | None) -> Dataset:
+    ids, files, unplaced = discover(folder)
+    if not ids:
+        raise DataError(
+            f"{folder}: no fields found (expected {{Id}}_green.png/.jpg/.tif with the other channels, "
+            "or one multi-channel {Id}.tif / {Id}.ome.tif per field)"
         )
-    return Dataset(csv_path=csv_path, image_dir=image_dir, ids=ids, labels=labels, files=files)
+    if unplaced:
+        shown = ", ".join(p.name for p in unplaced[:10]) + (f" and {len(unplaced) - 10} more" if len(unplaced) > 10 else "")
+        log.warning("%s: %d image files fit no field and are left out: %s", folder, len(unplaced), shown)
+    multi = [f["green"] for f in files if len(f) == 1]
+    channels = _multi_channels(multi, channel_map)
+    files = [{c: f["green"] for c in channels} if len(f) == 1 else f for f in files]
+    reading = Reading(channel_map=channel_map, scaling=scaling, channels=_present(files, channels))
+    return Dataset(csv_path=folder, image_dir=folder, ids=ids, labels=None, files=files, reading=reading,
+                   unplaced=unplaced)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -365,26 +313,31 @@ class ValidationReport:
         bad = self.bad_ids
         lines = [f"{len(bad)} of {self.n_samples} samples are invalid: {summarize_ids(bad, limit)}"]
         for sample_id, msg in self.problems[:limit]:
-            lines.append(f"  {_show_id(sample_id)}: {msg}")
+            lines.append(f"  {show_id(sample_id)}: {msg}")
         if len(self.problems) > limit:
             lines.append(f"  ... and {len(self.problems) - limit} more problems")
         return "\n".join(lines)
 
 
 def _check_sample(
-    args: tuple[str, dict[str, Path], Path, bool],
+    args: tuple[str, dict[str, Path], Path, bool, Reading],
 ) -> tuple[list[str], tuple[int, int] | None]:
-    sample_id, files, image_dir, deep = args
+    sample_id, files, image_dir, deep, reading = args
     problems = []
-    missing = [c for c in CHANNELS if c not in files]
+    missing = [c for c in reading.channels if c not in files]
     for c in missing:
-        problems.append(f"missing {c} channel (no {_show_id(sample_id)}_{c}.png/.jpg/.tif in {image_dir})")
+        problems.append(f"missing {c} channel (no {show_id(sample_id)}_{c}.png/.jpg/.tif in {image_dir})")
     sizes = {}
     for c, path in files.items():
         try:
             sizes[c] = image_size(path)
-            if deep:
+            if deep and len(set(files.values())) > 1:
                 read_channel(path)
+        except DataError as exc:
+            problems.append(str(exc))
+    if deep and not problems and len(set(files.values())) == 1 and len(files) > 1:
+        try:
+            load_sample(files, None, reading)
         except DataError as exc:
             problems.append(str(exc))
     if len(set(sizes.values())) > 1:
@@ -402,12 +355,12 @@ def validate(dataset: Dataset, deep: bool = False, workers: int = 8) -> Validati
         Also decode every image (slower; the default reads headers and the
         file ends only, which finds missing, empty and truncated files).
     """
-    jobs = [(i, f, dataset.image_dir, deep) for i, f in zip(dataset.ids, dataset.files)]
+    jobs = [(i, f, dataset.image_dir, deep, dataset.reading) for i, f in zip(dataset.ids, dataset.files)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_check_sample, jobs, chunksize=64))
     problems: list[tuple[str, str]] = []
     sizes: dict[tuple[int, int], int] = {}
-    for (sample_id, _, _, _), (found, wh) in zip(jobs, results):
+    for (sample_id, *_), (found, wh) in zip(jobs, results):
         problems.extend((sample_id, msg) for msg in found)
         if wh is not None:
             sizes[wh] = sizes.get(wh, 0) + 1

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from hpa_classify.classes import CHANNELS
-from hpa_classify.data.io import load_sample
+from hpa_classify.data.io import Scaling, load_sample
 from hpa_classify.data.layout import Dataset, image_size
 
 log = logging.getLogger(__name__)
@@ -34,21 +34,25 @@ def profile(data: Dataset, n: int = 16, seed: int = 0) -> dict[str, Any]:
     The samples are picked at random (``seed``) from those with all four
     channels; the size is the green channel's, read from the file header.
     """
-    complete = [i for i, files in enumerate(data.files) if all(c in files for c in CHANNELS)]
+    present = data.reading.channels
+    complete = [i for i, files in enumerate(data.files) if all(c in files for c in present)]
     picks = sorted(random.Random(seed).sample(complete, min(n, len(complete))))
     sizes: Counter[str] = Counter()
     sums = [0.0] * len(CHANNELS)
     for i in picks:
         width, height = image_size(data.files[i]["green"])
         sizes[f"{width}x{height}"] += 1
-        sample = load_sample(data.files[i])
+        sample = load_sample(data.files[i], None, data.reading)
         for k in range(len(CHANNELS)):
             sums[k] += float(sample[k].mean()) / 255.0
     return {
         "n_images": len(picks),
         "image_size": sizes.most_common(1)[0][0] if sizes else None,
         "image_sizes": dict(sizes),
-        "channel_mean": {c: round(s / max(len(picks), 1), 5) for c, s in zip(CHANNELS, sums)},
+        "channel_mean": {c: round(s / max(len(picks), 1), 5) for c, s in zip(CHANNELS, sums) if c in present},
+        "channels": list(present),
+        "channel_map": dict(data.reading.channel_map) if data.reading.channel_map else None,
+        "intensity": (data.reading.scaling or Scaling()).as_dict(),
     }
 
 

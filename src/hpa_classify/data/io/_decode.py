@@ -19,13 +19,22 @@ from hpa_classify.data.io._headers import (
     read_file,
     tiff_plane_shape,
 )
+from hpa_classify.data.io._scaling import Scaling, scale_plane
 from hpa_classify.errors import DataError
 
 
-def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
+def to_uint8(
+    image: np.ndarray,
+    source: str | os.PathLike[str] = "image",
+    scaling: Scaling | None = None,
+    channel: str | None = None,
+    declared_bits: int | None = None,
+) -> np.ndarray:
     """Convert a decoded image to 2-D uint8.
 
-    16-bit data are scaled linearly (0-65535 to 0-255), floats in 0-1 are scaled
+    Integer data of more than 8 bits are scaled by ``scaling`` (the range it
+    gives for ``channel``, or ``declared_bits``); without either, 16-bit data
+    are scaled linearly (0-65535 to 0-255). Floats in 0-1 are scaled
     by 255, other floats are clipped to 0-255. A colour image (H, W, 3 or 4)
     holding one stain is reduced by taking the maximum over its colour planes,
     which keeps the stain's intensity whatever colour it was rendered in.
@@ -35,17 +44,14 @@ def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.
     >>> to_uint8(np.zeros((2, 2, 3), np.uint8)).shape
     (2, 2)
     """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].max(axis=-1)
-    elif arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    elif arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise DataError(f"{source}: expected a single-channel image, got shape {arr.shape}")
+    arr = as_plane(image, source)
     if arr.dtype == np.uint8:
         return arr
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1 and (
+        (scaling is not None and scaling.kind != "auto") or declared_bits is not None
+        or (scaling is not None and channel in scaling.ranges)
+    ):
+        return scale_plane(arr, *(scaling or Scaling()).range_for(channel, arr.dtype, declared_bits))
     if arr.dtype == np.uint16:
         return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if arr.dtype == np.bool_:
@@ -66,6 +72,25 @@ def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.
     raise DataError(f"{source}: unsupported pixel type {arr.dtype}")
 
 
+def as_plane(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
+    """A decoded image as one 2-D plane in its own pixel type: a colour image (H, W, 3 or 4)
+    holding one stain becomes the maximum over its colour planes.
+
+    >>> as_plane(np.zeros((2, 2, 3), np.uint16)).shape
+    (2, 2)
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].max(axis=-1)
+    elif arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise DataError(f"{source}: expected a single-channel image, got shape {arr.shape}")
+    return arr
+
+
 def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one channel file as a 2-D uint8 array.
 
@@ -82,8 +107,21 @@ def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
     return decode_channel(read_file(path), path)
 
 
-def decode_channel(data: bytes, source: str | os.PathLike[str] = "image") -> np.ndarray:
-    """:func:`read_channel` for a file's bytes already read; ``source`` names it in errors."""
+def decode_channel(
+    data: bytes,
+    source: str | os.PathLike[str] = "image",
+    scaling: Scaling | None = None,
+    channel: str | None = None,
+) -> np.ndarray:
+    """:func:`read_channel` for a file's bytes already read; ``source`` names it in errors.
+
+    ``scaling`` and ``channel`` choose how more than 8 bits become 8 (:func:`to_uint8`).
+    """
+    return to_uint8(decode_raw(data, source), source, scaling, channel)
+
+
+def decode_raw(data: bytes, source: str | os.PathLike[str] = "image") -> np.ndarray:
+    """One channel file's bytes decoded to its native pixel type (2-D, or colour planes last)."""
     if not data:
         raise DataError(f"{source}: empty file (0 bytes)")
     if data[:4] in TIFF_SIGNATURES:
@@ -105,7 +143,7 @@ def decode_channel(data: bytes, source: str | os.PathLike[str] = "image") -> np.
             raise DataError(f"{source}: not a readable image (corrupt or truncated?)")
     else:
         raise DataError(f"{source}: not a PNG, JPEG or TIFF file")
-    return to_uint8(image, source)
+    return image
 
 
 def _decode_pillow(data: bytes, source: str | os.PathLike[str]) -> np.ndarray | None:
