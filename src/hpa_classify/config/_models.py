@@ -105,6 +105,37 @@ class DataConfig(_Strict):
         description="channels fed to the model, by name; e.g. [red, green, blue] drops yellow",
     )
 
+    channel_map: dict[Literal["red", "green", "blue", "yellow"], int] | None = Field(
+        None,
+        description="which plane of a multi-channel TIFF holds which channel, e.g. "
+        "{red: 0, green: 1, blue: 2, yellow: 3} (none: OME channel names, else plane order)",
+    )
+    intensity: str = Field(
+        "auto",
+        max_length=100,
+        description="how images of more than 8 bits become 8: auto (declared depth, else the "
+        "container's), bits:12, range:0,4095 or percentile:0.1,99.9 (per channel, measured once per dataset)",
+    )
+
+    @field_validator("channel_map")
+    @classmethod
+    def _planes(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        if v is None:
+            return v
+        if "green" not in v:
+            raise ValueError("the map must name the green (protein) channel")
+        if any(not 0 <= i < 64 for i in v.values()) or len(set(v.values())) != len(v):
+            raise ValueError(f"planes are distinct numbers 0-63, got {v}")
+        return v
+
+    @field_validator("intensity")
+    @classmethod
+    def _intensity_spec(cls, v: str) -> str:
+        number = r"\s*-?\d+(\.\d+)?\s*"
+        if not re.fullmatch(rf"\s*(auto|bits:\s*\d+\s*|(range|percentile):{number},{number})", v, re.IGNORECASE):
+            raise ValueError("expected auto, bits:N, range:LOW,HIGH or percentile:LOW,HIGH")
+        return v.strip()
+
     @field_validator("channels")
     @classmethod
     def _distinct_channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
