@@ -31,6 +31,8 @@ from hpa_classify.analysis.stats import (
     read_pixels,
 )
 from hpa_classify.classes import CHANNEL_STAINS, CHANNELS, CLASS_NAMES
+from hpa_classify.data.intensity import depth_survey, resolve_scaling, suggestion
+from hpa_classify.data.io import Scaling
 from hpa_classify.data.layout import Dataset, load_dataset, validate
 from hpa_classify.errors import DataError
 from hpa_classify.render.composite import composite_rgb, green_view
@@ -157,6 +159,7 @@ def analyze(
     seed: int = 0,
     workers: int | None = None,
     progress: Progress | None = None,
+    intensity: str | None = None,
 ) -> Analysis:
     """Analyse a dataset and write the report, ``stats.json`` and ``normalization.yaml``.
 
@@ -243,6 +246,13 @@ def analyze(
     }
     stats["warnings"] = _warnings(labels, min_count, len(bad_ids), len(ds), duplicates,
                                   dup_samples, images_found)
+    stats["bit_depth"] = _bit_depth(ds, intensity, seed) if images_found and not bad_ids else None
+    if stats["bit_depth"] and stats["bit_depth"].get("suggested"):
+        depth = stats["bit_depth"]
+        stats["warnings"].append(
+            f"values reach {depth['max_value']} ({depth['value_bits']} bits) in {depth['container_bits']}-bit "
+            f"files read as {depth['chosen']['spec']}: images look dark; consider "
+            f"--set data.intensity={depth['suggested']}")
     stats["figures"] = {k: p.relative_to(out).as_posix() for k, p in figures.items()}
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     stats_json = write_json(out / "stats.json", stats)
@@ -252,6 +262,15 @@ def analyze(
     log.info("wrote %s in %.1f s", html_path, time.perf_counter() - t0)
     return Analysis(out_dir=out, html=html_path, stats_json=stats_json,
                     normalization=normalization, figures=figures, stats=stats)
+
+
+def _bit_depth(ds: Dataset, intensity: str | None, seed: int) -> dict[str, Any]:
+    """The depth found in a few fields, the scaling chosen (``intensity``, else the dataset's own)
+    and a better one when values fill a small part of their container."""
+    chosen = resolve_scaling(ds, intensity) if intensity else (ds.reading.scaling or Scaling())
+    survey = depth_survey(ds, seed=seed)
+    better = suggestion(survey) if chosen.kind == "auto" else None
+    return {**survey, "chosen": chosen.as_dict(), "suggested": better}
 
 
 @dataclass

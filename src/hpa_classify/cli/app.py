@@ -34,10 +34,12 @@ console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
 
-DataArg = Annotated[Path, typer.Argument(help="Kaggle root (train.csv + train/, or sample_submission.csv + test/) or a CSV path.")]
+DataArg = Annotated[Path, typer.Argument(help="Kaggle root (train.csv + train/, or sample_submission.csv + test/), a CSV path, or a folder of images without a CSV (fields found from the file names).")]
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Image folder (default: beside the CSV, or train/ / test/).")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Leave out invalid samples (listed in the run) instead of stopping.")]
 DevicesOpt = Annotated[Optional[str], typer.Option("--devices", help="Devices (processes) per machine: a number, 'auto' or a list like 0,1; several run DDP.")]
+ChannelsOpt = Annotated[Optional[str], typer.Option("--channels", help="Planes of multi-channel TIFFs: red=0,green=1,blue=2,yellow=3 (default: data.channel_map, OME channel names, else plane order).")]
+IntensityOpt = Annotated[Optional[str], typer.Option("--intensity", help="More than 8 bits to 8: auto, bits:12, range:0,4095 or percentile:0.1,99.9 (default: data.intensity).")]
 NodesOpt = Annotated[Optional[int], typer.Option("--num-nodes", min=1, help="Machines of a distributed job (started by torchrun or SLURM).")]
 
 
@@ -78,17 +80,43 @@ def quiet_lightning() -> None:
         lg.propagate = True
 
 
-def load_data(data: Path, images: Optional[Path], prefer: str, skip_invalid: bool, require_labels: bool = False):
+def load_data(
+    data: Path,
+    images: Optional[Path],
+    prefer: str,
+    skip_invalid: bool,
+    require_labels: bool = False,
+    channels: Optional[str] = None,
+    data_cfg=None,
+    intensity: Optional[str] = None,
+):
+    """DATA as a checked dataset; with ``data_cfg`` (a config's ``data``), read with its channel
+    map and intensity scaling, and holding the channels its model reads."""
     # lazy for start-up speed: data are checked before torch and Lightning load
+    from hpa_classify.data.intensity import resolve_scaling, with_scaling
+    from hpa_classify.data.io import parse_channel_map
     from hpa_classify.data.layout import checked, load_dataset
     from hpa_classify.data.pack import is_pack, open_pack
+    from hpa_classify.errors import DataError
 
     if is_pack(data):  # a cache made by 'hpa pack': validated when it was packed
         ds = open_pack(data, require_labels=require_labels)
         quiet_lightning()
         return ds
-
-    ds = checked(load_dataset(data, images, prefer=prefer, require_labels=require_labels), skip_invalid=skip_invalid)
+    channel_map = parse_channel_map(channels) if channels else None
+    if channel_map is None and data_cfg is not None and data_cfg.channel_map:
+        channel_map = dict(data_cfg.channel_map)
+    ds = load_dataset(data, images, prefer=prefer, require_labels=require_labels, channel_map=channel_map)
+    ds = checked(ds, skip_invalid=skip_invalid)
+    spec = intensity or (data_cfg.intensity if data_cfg is not None else "auto")
+    with_scaling(ds, resolve_scaling(ds, spec))
+    if data_cfg is not None:
+        lacking = [c for c in data_cfg.channels if c not in ds.reading.channels]
+        if lacking:
+            raise DataError(
+                f"{data}: the model reads the {', '.join(lacking)} channel, which these data do not hold "
+                f"(they hold {', '.join(ds.reading.channels)}); train with data.channels=[{', '.join(ds.reading.channels)}]"
+            )
     quiet_lightning()  # after the checks: bad data is reported before torch and Lightning load
     return ds
 

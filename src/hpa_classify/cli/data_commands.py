@@ -10,8 +10,10 @@ import typer
 from rich.markup import escape
 
 from hpa_classify.cli.app import (
+    ChannelsOpt,
     DataArg,
     ImagesOpt,
+    IntensityOpt,
     SkipOpt,
     app,
     console,
@@ -53,13 +55,15 @@ def validate(
     images: ImagesOpt = None,
     deep: Annotated[bool, typer.Option("--deep", help="Decode every image, not just headers and file ends.")] = False,
     split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root to check: train or test.")] = "train",
+    channels: ChannelsOpt = None,
 ) -> None:
     """Check a dataset (CSV, labels, every channel file) without changing anything."""
+    from hpa_classify.data.io import parse_channel_map
     from hpa_classify.data.layout import load_dataset, require_images
     from hpa_classify.data.layout import validate as run_validate
 
     t0 = time.perf_counter()
-    ds = load_dataset(data, images, prefer=split)
+    ds = load_dataset(data, images, prefer=split, channel_map=parse_channel_map(channels) if channels else None)
     require_images(ds)
     report = run_validate(ds, deep=deep)
     sizes = ", ".join(f"{w}x{h}: {c}" for (w, h), c in sorted(report.sizes.items()))
@@ -82,6 +86,8 @@ def pack(
     force: Annotated[bool, typer.Option("--force", help="Replace a pack of other data or another size in OUT.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Check DATA, a pack folder, against its checksums; write nothing.")] = False,
     skip_invalid: SkipOpt = False,
+    channels: ChannelsOpt = None,
+    intensity: IntensityOpt = None,
 ) -> None:
     """Decode and resize a dataset once into memory-mapped uint8 shards, for fast training and prediction."""
     from hpa_classify.data import pack as pack_mod
@@ -95,7 +101,7 @@ def pack(
         return
     if out is None:
         raise HPAError("hpa pack needs --out/-o, the pack folder to write")
-    ds = load_data(data, images, split, skip_invalid)
+    ds = load_data(data, images, split, skip_invalid, channels=channels, intensity=intensity)
     t0 = time.perf_counter()
     s = pack_mod.pack(ds, out, size=size, workers=workers, shard_bytes=shard_mb << 20, force=force,
                       progress=progress_bars())
@@ -115,14 +121,24 @@ def analyze(
     per_class: Annotated[int, typer.Option("--per-class", help="Example images per class in the montages.")] = 6,
     split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")] = "train",
     seed: Annotated[int, typer.Option(help="Seed of the random choices.")] = 0,
+    channels: ChannelsOpt = None,
+    intensity: IntensityOpt = None,
 ) -> None:
     """Analyse a dataset (labels, and images when found) into a self-contained HTML report."""
     from hpa_classify.analysis.analyze import analyze as run_analyze
+    from hpa_classify.data.io import parse_channel_map
+    from hpa_classify.data.layout import load_dataset
 
-    result = run_analyze(data, out, images=images, prefer=split, max_images=max_images,
-                         min_count=min_count, per_class=per_class, seed=seed, progress=progress_bars())
+    ds = load_dataset(data, images, prefer=split, channel_map=parse_channel_map(channels) if channels else None)
+    result = run_analyze(ds, out, max_images=max_images, min_count=min_count, per_class=per_class,
+                         seed=seed, progress=progress_bars(), intensity=intensity)
     source = result.stats["source"]
     console.print(f"{source['csv']}: {source['n_samples']} samples; analysed in {result.stats['seconds']:.1f} s")
+    depth = result.stats.get("bit_depth")
+    if depth:
+        declared = f", declared {depth['declared_bits']} bits" if depth.get("declared_bits") else ""
+        console.print(f"bit depth: {depth['container_bits']}-bit files{declared}, values up to {depth['max_value']} "
+                      f"({depth['value_bits']} bits); read as {depth['chosen']['spec']}")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     console.print(f"wrote {result.html} and {result.stats_json}"

@@ -11,9 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from hpa_classify.cli.app import (
+    ChannelsOpt,
     DataArg,
     DevicesOpt,
     ImagesOpt,
+    IntensityOpt,
     NodesOpt,
     SkipOpt,
     app,
@@ -43,6 +45,7 @@ def train(
     fold: Annotated[Optional[int], typer.Option("--fold", help="With --folds K: train only fold i (0-based), e.g. one per machine; then 'hpa merge RUN'.")] = None,
     external: Annotated[Optional[Path], typer.Option("--external", help="Extra training images: an Id,Target CSV (HPAv18 style, PNG or JPG channels); rows whose Id is in DATA are left out.")] = None,
     external_images: Annotated[Optional[Path], typer.Option("--external-images", help="Image folder of --external (default: beside its CSV).")] = None,
+    channels: ChannelsOpt = None,
 ) -> None:
     """Train a classifier by transfer learning; writes a run directory (K of them with --folds)."""
     from hpa_classify.config import load_config
@@ -58,11 +61,17 @@ def train(
         [f"train.num_nodes={num_nodes}"] if num_nodes is not None else []
     )
     cfg = load_config(config, (set_ or []) + scale)
+    if channels:  # recorded in the run's config.yaml
+        from hpa_classify.data.io import parse_channel_map  # lazy for start-up speed
+
+        cfg.data.channel_map = parse_channel_map(channels)
     run_dir = out or Path("runs") / cfg.name
-    ds = load_data(data, images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
+    ds = load_data(data, images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True,
+                   data_cfg=cfg.data)
     ext = None
     if external is not None:
-        ext = load_data(external, external_images, "train", skip_invalid or cfg.data.skip_invalid, require_labels=True)
+        ext = load_data(external, external_images, "train", skip_invalid or cfg.data.skip_invalid,
+                        require_labels=True, data_cfg=cfg.data)
     try:
         result = fit(cfg, ds, run_dir, folds=folds, fold=fold, external=ext, resume=resume, force=force,
                      progress=progress_bars())
@@ -111,6 +120,7 @@ def evaluate(
     tta: Annotated[Optional[int], typer.Option(help="TTA views (1-8) for DATA.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder.")] = None,
     skip_invalid: SkipOpt = False,
+    channels: ChannelsOpt = None,
 ) -> None:
     """Macro F1, per-class table and thresholds; on the validation split or on DATA."""
     from hpa_classify.evaluate.evaluation import evaluate_held_out, tune_thresholds
@@ -120,7 +130,8 @@ def evaluate(
     if data is None:
         summary = tune_thresholds(r, out_dir=out)
     else:
-        ds = load_data(data, images, "train", skip_invalid, require_labels=True)
+        ds = load_data(data, images, "train", skip_invalid, require_labels=True, channels=channels,
+                       data_cfg=r.cfg.data)
         summary = evaluate_held_out(r, ds, out_dir=out, tta=tta, progress=progress_bars())
     console.print(kv_table(f"evaluation of {run}", summary))
 
@@ -151,6 +162,8 @@ def predict(
     devices: DevicesOpt = None,
     num_nodes: NodesOpt = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Ensemble weights, one per RUN, e.g. 2,1 (default: equal).")] = None,
+    channels: ChannelsOpt = None,
+    intensity: IntensityOpt = None,
 ) -> None:
     """Predict labels into a Kaggle submission; probabilities go beside it.
 
@@ -167,7 +180,8 @@ def predict(
         raise HPAError(f"--tta must be 1-8, got {tta}")
     if backend not in ("torch", "onnx"):
         raise HPAError(f"--backend must be torch or onnx, got '{backend}'")
-    ds = load_data(data, images, "test", skip_invalid)
+    ds = load_data(data, images, "test", skip_invalid, channels=channels, data_cfg=runs[0].cfg.data,
+                   intensity=intensity)
     s = predict_run(runs[0] if len(runs) == 1 else runs, ds, out, tta=tta, batch_size=batch_size,
                     backend=backend, devices=devices_arg(devices), num_nodes=num_nodes or 1, weights=w,
                     progress=progress_bars())
