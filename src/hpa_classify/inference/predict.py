@@ -69,14 +69,8 @@ def predict_probs(
     batches = track(loader, f"predicting {len(ds)} images (TTA x{tta})", progress=progress)
     for x, _ in batches:
         x = normalize(x.to(device, non_blocking=True), mean, std)
-        acc = torch.zeros(len(x), NUM_CLASSES, device=device)
-        for _, view in TTA_VIEWS[:tta]:
-            v = view(x)
-            if use_cuda and cfg.train.channels_last:
-                v = v.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
-                acc += torch.sigmoid(model(v).float())
-        parts.append(acc / tta)  # kept on the device: no wait for the GPU after every batch
+        # kept on the device: no wait for the GPU after every batch
+        parts.append(predict_batch(model, x, tta, channels_last=use_cuda and cfg.train.channels_last))
         if use_cuda:  # but at most two batches ahead of it
             in_flight.append(torch.cuda.Event())
             in_flight[-1].record()
@@ -85,3 +79,18 @@ def predict_probs(
     if not parts:
         return np.zeros((0, NUM_CLASSES), np.float32)
     return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
+
+
+def predict_batch(model: nn.Module, x: torch.Tensor, tta: int = 1, channels_last: bool = False) -> torch.Tensor:
+    """Sigmoid probabilities of one normalised batch ``x``, the mean over the first ``tta`` views.
+
+    Runs in bfloat16 autocast on CUDA; the result stays on ``x``'s device.
+    """
+    acc = torch.zeros(len(x), NUM_CLASSES, device=x.device)
+    for _, view in TTA_VIEWS[:tta]:
+        v = view(x)
+        if channels_last:
+            v = v.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            acc += torch.sigmoid(model(v).float())
+    return acc / tta

@@ -30,7 +30,7 @@ from hpa_classify.errors import HPAError, RunError
 from hpa_classify.evaluate.metrics import binarize
 from hpa_classify.inference.members import members
 from hpa_classify.inference.onnx import BACKENDS, load_predictor
-from hpa_classify.inference.predict import TTA_VIEWS, default_device
+from hpa_classify.inference.predict import TTA_VIEWS, default_device, predict_batch
 from hpa_classify.inference.runs import Run
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,8 @@ class ServedModel:
             x = normalize(torch.from_numpy(images).to(self.device), self._mean, self._std)
             total = torch.zeros(len(x), len(CLASS_NAMES), dtype=torch.float64, device=self.device)
             for network, weight in self.networks:
-                total += weight * self._views(network, x).double()
+                total += weight * predict_batch(network, x, self.tta).double()
             return total.cpu().numpy().astype(np.float32)
-
-    def _views(self, network: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        use_cuda = self.device.type == "cuda"
-        acc = torch.zeros(len(x), len(CLASS_NAMES), device=self.device)
-        for _, view in TTA_VIEWS[: self.tta]:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_cuda):
-                acc += torch.sigmoid(network(view(x)).float())
-        return acc / self.tta
 
     def decide(self, probs: np.ndarray) -> dict[str, Any]:
         """One image's result: per-class probability, threshold and decision; the labels.
