@@ -11,7 +11,7 @@ import numpy as np
 from hpa_classify.classes import to_multihot
 from hpa_classify.data.layout import Dataset
 from hpa_classify.errors import DataError, HPAError, RunError
-from hpa_classify.evaluate.metrics import binarize, class_table, macro_f1
+from hpa_classify.evaluate.metrics import binarize, class_table, thresholded_macro_f1
 from hpa_classify.evaluate.report import write_report
 from hpa_classify.evaluate.thresholds import (
     load_thresholds,
@@ -40,11 +40,6 @@ def choose_thresholds(method: str, y_true: np.ndarray, probs: np.ndarray, prior:
     return np.full(probs.shape[1], fixed)
 
 
-def _score(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> tuple[float, int]:
-    preds, fallback = binarize(probs, thresholds, at_least_one=True)
-    return macro_f1(y_true, preds), fallback
-
-
 def strategy_scores(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -68,8 +63,8 @@ def strategy_scores(
     search = search_thresholds(y_tune, tune_probs)
     matched = prior_matching_thresholds(probs, prior)
     return {
-        "macro_f1_search": round(_score(y_true, probs, search)[0], 4),
-        "macro_f1_prior": round(_score(y_true, probs, matched)[0], 4),
+        "macro_f1_search": round(thresholded_macro_f1(y_true, probs, search)[0], 4),
+        "macro_f1_prior": round(thresholded_macro_f1(y_true, probs, matched)[0], 4),
     }
 
 
@@ -160,10 +155,10 @@ def evaluate_run(
 
         write_csv(Path(out_dir) / "probs.csv", probs_frame(data.ids, probs, data.labels))
 
-    score, fallback = _score(y_true, probs, thresholds)
-    at_half, _ = _score(y_true, probs, np.full(probs.shape[1], 0.5))
+    score, fallback = thresholded_macro_f1(y_true, probs, thresholds)
+    at_half, _ = thresholded_macro_f1(y_true, probs, np.full(probs.shape[1], 0.5))
     prior_rows = np.tile(prior, (len(y_true), 1)).astype(np.float32)
-    baseline, _ = _score(y_true, prior_rows, baseline_thr)
+    baseline, _ = thresholded_macro_f1(y_true, prior_rows, baseline_thr)
     present = y_true.sum(0) > 0
     preds, _ = binarize(probs, thresholds, at_least_one=True)
     table = class_table(y_true, probs, thresholds)
