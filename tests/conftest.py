@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-KAGGLE_LAYOUT = SHARED_DATA / "hpa_samples" / "kaggle_layout"
+from helpers import KAGGLE_LAYOUT
+
 needs_real_samples = pytest.mark.skipif(
     not KAGGLE_LAYOUT.is_dir(), reason=f"real HPA samples not found at {KAGGLE_LAYOUT}"
 )

@@ -1,18 +1,109 @@
-"""Helpers that write tiny HPA-style image folders and CSVs for tests."""
+"""Shared test constants, helpers that write tiny HPA-style image folders and CSVs, and the
+tests' own reference computations of the numbers the package reports.
+
+The reference functions below are written from the documented rules (a label
+where ``probability >= threshold``, the top-1 fallback, the threshold grid
+0.02-0.98, ties closest to 0.5), with scikit-learn's ``f1_score`` for F1, and
+call no package code: a test compares the package's files with them.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
 
 from hpa_classify.classes import CHANNELS, format_target
 
+# Real HPA data beside the checkout (../shared/data); tests that need it skip without it.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KAGGLE_LAYOUT = SHARED_DATA / "hpa_samples" / "kaggle_layout"
 KAGGLE2018_TRAIN_CSV = SHARED_DATA / "hpa_labels" / "kaggle2018_train.csv"
+KAGGLE2018_SAMPLE_SUBMISSION = SHARED_DATA / "hpa_labels" / "kaggle2018_sample_submission.csv"
+KAGGLE2018_N_TEST = 11_702
+HPAV18_CSV = SHARED_DATA / "hpa_labels" / "HPAv18RGBY_WithoutUncertain_wodpl.csv"
+
+N_CLASSES = 28
+#: The documented threshold grid of the search: 0.02, 0.03, ..., 0.98.
+THRESHOLD_GRID = np.arange(2, 99) / 100
+PROB_COLUMNS = [f"p{i:02d}" for i in range(N_CLASSES)]
+
+
+# ------------------------------------------------------------ reference computations
+
+
+def multihot(targets: Iterable[str]) -> np.ndarray:
+    """``(N, 28)`` int 0/1 matrix from space-separated ``Target`` strings."""
+    rows = list(targets)
+    y = np.zeros((len(rows), N_CLASSES), np.int64)
+    for i, text in enumerate(rows):
+        for c in str(text).split():
+            y[i, int(c)] = 1
+    return y
+
+
+def read_probs_table(path: Path) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """``Id``s, float32 probabilities ``p00..p27`` and (if there) labels of a probabilities CSV."""
+    frame = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
+    labels = multihot(frame["Target"]) if "Target" in frame else None
+    return frame["Id"].tolist(), frame[PROB_COLUMNS].to_numpy(np.float32), labels
+
+
+def read_thresholds_file(path: Path) -> np.ndarray:
+    """The 28 thresholds of a ``thresholds.json`` (mapping by class id, or a list)."""
+    raw = json.loads(Path(path).read_text())["thresholds"]
+    values = [raw[str(c)] for c in range(N_CLASSES)] if isinstance(raw, dict) else raw
+    return np.asarray(values, np.float64)
+
+
+def ref_binarize(probs: np.ndarray, thresholds: np.ndarray | float) -> tuple[np.ndarray, int]:
+    """``probs >= thresholds``; a row with nothing at or above gets its top class. Also the count of those rows."""
+    probs = np.asarray(probs)
+    pred = (probs >= np.broadcast_to(thresholds, probs.shape[1:])).astype(np.int64)
+    empty = np.flatnonzero(pred.sum(axis=1) == 0)
+    pred[empty, probs[empty].argmax(axis=1)] = 1
+    return pred, len(empty)
+
+
+def ref_macro_f1(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | float) -> float:
+    """scikit-learn's macro F1 (absent classes score 0) of :func:`ref_binarize`'s labels."""
+    pred, _ = ref_binarize(probs, thresholds)
+    return float(f1_score(y_true, pred, average="macro", zero_division=0))
+
+
+def ref_search(y_true: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per class, the grid threshold of highest F1 (``>=``, no fallback); ties closest to ``default``,
+    then the lower; ``default`` for a class without positives. Brute force over the grid."""
+    y = np.asarray(y_true).astype(bool)
+    preference = sorted(THRESHOLD_GRID, key=lambda t: (round(abs(t - default), 9), t))
+    out = np.full(y.shape[1], default)
+    for c in range(y.shape[1]):
+        if not y[:, c].any():
+            continue
+        best = -1.0
+        for t in preference:
+            pred = probs[:, c] >= t
+            f1 = 2 * np.sum(pred & y[:, c]) / (pred.sum() + y[:, c].sum())
+            if f1 > best:
+                best, out[c] = f1, t
+    return out
+
+
+def ref_prior_matching_preds(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Per class, the ``round(prior * N)`` highest probabilities (and their ties) as labels."""
+    n = len(probs)
+    k = np.rint(np.asarray(prior) * n).astype(int)
+    pred = np.zeros(probs.shape, bool)
+    for c in range(probs.shape[1]):
+        if k[c] >= 1:
+            kth_highest = np.sort(probs[:, c])[::-1][min(k[c], n) - 1]
+            pred[:, c] = probs[:, c] >= kth_highest
+    return pred
 
 
 def channel_array(

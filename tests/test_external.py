@@ -7,13 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SHARED_DATA, make_dataset
+from helpers import HPAV18_CSV, KAGGLE2018_TRAIN_CSV, make_dataset
 from hpa_classify.data.external import CombinedDataset, add_external, drop_duplicates
 from hpa_classify.data.layout import Dataset, checked, load_dataset, read_table
 from hpa_classify.errors import DataError
-
-HPAV18_CSV = SHARED_DATA / "hpa_labels" / "HPAv18RGBY_WithoutUncertain_wodpl.csv"
-KAGGLE_CSV = SHARED_DATA / "hpa_labels" / "kaggle2018_train.csv"
 
 
 def test_duplicates_keep_the_kaggle_row(synth_root: Path, external_root: Path) -> None:
@@ -49,12 +46,12 @@ def test_unlabelled_external_set_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not HPAV18_CSV.is_file() or not KAGGLE_CSV.is_file(), reason=f"{HPAV18_CSV} not found")
+@pytest.mark.skipif(not HPAV18_CSV.is_file() or not KAGGLE2018_TRAIN_CSV.is_file(), reason=f"{HPAV18_CSV} not found")
 def test_the_real_hpav18_table_merges_with_the_kaggle_table() -> None:
     ext_ids, ext_labels = read_table(HPAV18_CSV)
-    kaggle_ids, kaggle_labels = read_table(KAGGLE_CSV)
+    kaggle_ids, kaggle_labels = read_table(KAGGLE2018_TRAIN_CSV)
     assert len(ext_ids) == 71437 and ext_labels is not None and all(ext_labels)
-    kaggle = Dataset(KAGGLE_CSV, KAGGLE_CSV.parent, kaggle_ids, kaggle_labels)
+    kaggle = Dataset(KAGGLE2018_TRAIN_CSV, KAGGLE2018_TRAIN_CSV.parent, kaggle_ids, kaggle_labels)
     external = Dataset(HPAV18_CSV, HPAV18_CSV.parent, ext_ids, ext_labels)
     kept, info = drop_duplicates(kaggle, external)
     assert info.n_rows == 71437 and info.n_used + info.n_duplicates == info.n_rows
