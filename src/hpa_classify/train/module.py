@@ -42,7 +42,7 @@ class HPAModule(L.LightningModule):
     (:func:`hpa_classify.evaluate.metrics.thresholded_macro_f1`): probabilities
     at or above 0.5, with the top-1 fallback. ``val_f1`` is the report's
     ``macro_f1_at_0.5`` of the epoch's model on the validation split without
-    TTA.
+    TTA; in a distributed run every validation image counts once.
 
     ``history`` (the rows of ``metrics.csv``) travels in every checkpoint, so a
     resumed run keeps the epochs before the interruption. Before each training
@@ -140,21 +140,29 @@ class HPAModule(L.LightningModule):
         self._val_probs.append(torch.sigmoid(logits).cpu())
         self._val_targets.append(y.cpu())
 
+    def _gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Every process's rows of ``t`` (their counts may differ by one), rank after rank."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+            sizes = self.all_gather(torch.tensor([len(t)], device=self.device)).reshape(-1).tolist()
+            padded = t.new_zeros((max(sizes), *t.shape[1:]))
+            padded[: len(t)] = t
+            gathered = self.all_gather(padded.to(self.device)).cpu()
+        return torch.cat([gathered[rank, :n] for rank, n in enumerate(sizes)])
+
     def on_validation_epoch_end(self) -> None:
         if not self._val_probs:
             return
         probs = torch.cat(self._val_probs)
         y = torch.cat(self._val_targets)
-        loss_sum = torch.tensor(float(np.sum(self._val_loss)))
+        loss_sum = torch.tensor([float(np.sum(self._val_loss))])
         if self.trainer.world_size > 1:
-            # each process saw its shard: score the whole validation set on every process,
-            # so that all agree on val_f1 and on which checkpoint is best
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
-                probs, y, loss_sum = (self.all_gather(t.to(self.device)).cpu() for t in (probs, y, loss_sum))
-            probs, y, loss_sum = probs.reshape(-1, probs.shape[-1]), y.reshape(-1, y.shape[-1]), loss_sum.sum()
+            # each process saw its shard (HPADataModule shards without repeats): score the
+            # whole validation set on every process, so that all agree on val_f1 and on
+            # which checkpoint is best
+            probs, y, loss_sum = (self._gather_rows(t) for t in (probs, y, loss_sum))
         val_f1, _ = thresholded_macro_f1(y.numpy(), probs.numpy(), EPOCH_F1_THRESHOLD)
-        val_loss = float(loss_sum) / len(y)
+        val_loss = float(loss_sum.sum()) / len(y)
         self.last_val = {"val_loss": val_loss, "val_f1": val_f1}
         # the same on every process already; sync_dist keeps Lightning from asking for it
         self.log("val_f1", val_f1, prog_bar=True, sync_dist=True)
