@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import HPAV18_CSV, KAGGLE2018_TRAIN_CSV, make_dataset
+from helpers import HPAV18_CSV, KAGGLE2018_TRAIN_CSV, make_dataset, write_image, write_table
+from hpa_classify.classes import CHANNELS
 from hpa_classify.data.external import CombinedDataset, add_external, drop_duplicates
 from hpa_classify.data.layout import Dataset, checked, load_dataset, read_table
 from hpa_classify.errors import DataError
@@ -29,6 +30,29 @@ def test_duplicates_keep_the_kaggle_row(synth_root: Path, external_root: Path) -
     part = joined.subset([6, 0])
     assert part.ids == [joined.ids[6], joined.ids[0]]
     np.testing.assert_array_equal(part.read(0, 32), joined.read(6, 32))
+
+
+def test_hpav18_colour_jpgs_give_each_channel_its_own_colour_plane(tmp_path: Path) -> None:
+    # one colour JPG whose R, G and B planes all differ, saved as every channel of an external
+    # sample: red must read R, green G, blue B, yellow (drawn as red + green) the mean of R and G
+    yy, xx = np.mgrid[0:48, 0:48]
+    r = (30 + 4 * xx).astype(np.uint8)
+    g = (230 - 4 * yy).astype(np.uint8)
+    b = np.full((48, 48), 110, np.uint8)
+    planes = {"red": r, "green": g, "blue": b, "yellow": (r.astype(int) + g) / 2}
+    external = tmp_path / "v18"
+    for channel in CHANNELS:
+        path = external / f"1000_A1_1_{channel}.jpg"
+        write_image(path, np.dstack([b, g, r]))  # OpenCV writes BGR
+        assert path.read_bytes()[:2] == b"\xff\xd8"
+    write_table(external / "external.csv", ["1000_A1_1"], [[0]])
+    make_dataset(tmp_path / "kaggle.csv", tmp_path / "kaggle", n=2, size=48)
+    kept, _ = drop_duplicates(load_dataset(tmp_path / "kaggle.csv"), load_dataset(external / "external.csv"))
+    sample = add_external(load_dataset(tmp_path / "kaggle.csv"), kept).read(2).astype(int)
+    for k, channel in enumerate(CHANNELS):
+        error = {name: np.abs(sample[k] - plane).mean() for name, plane in planes.items()}
+        assert min(error, key=error.get) == channel, (channel, error)
+        assert np.abs(sample[k] - planes[channel]).max() <= 6, channel  # JPEG's loss only
 
 
 def test_an_external_set_of_only_duplicates_is_refused(tmp_path: Path) -> None:

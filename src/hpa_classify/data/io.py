@@ -38,22 +38,49 @@ TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 cv2.setNumThreads(0)
 
 
-def to_uint8(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
+#: The colour planes (RGB order) each stain is drawn in, in HPAv18 colour JPGs
+#: (``<Id>_red.jpg`` shows microtubules in red, ...): yellow is red + green.
+COLOUR_PLANES: dict[str, tuple[int, ...]] = {"red": (0,), "green": (1,), "blue": (2,), "yellow": (0, 1)}
+
+
+def _colour_to_gray(arr: np.ndarray, channel: str | None) -> np.ndarray:
+    """One plane of an ``(H, W, 3 or 4)`` RGB(A) image: the channel's own colour, else the maximum."""
+    rgb = arr[..., :3]
+    planes = COLOUR_PLANES.get(channel or "")
+    if planes is None:
+        return rgb.max(axis=-1)
+    if len(planes) == 1:
+        return rgb[..., planes[0]]
+    chosen = rgb[..., list(planes)]
+    if np.issubdtype(arr.dtype, np.integer):  # the rounded mean, in the image's own type
+        total = chosen.astype(np.int64).sum(axis=-1)
+        return ((total + len(planes) // 2) // len(planes)).astype(arr.dtype)
+    return chosen.mean(axis=-1).astype(arr.dtype)
+
+
+def to_uint8(
+    image: np.ndarray, source: str | os.PathLike[str] = "image", channel: str | None = None
+) -> np.ndarray:
     """Convert a decoded image to 2-D uint8.
 
     16-bit data are scaled linearly (0-65535 to 0-255), floats in 0-1 are scaled
-    by 255, other floats are clipped to 0-255. A colour image (H, W, 3 or 4)
-    holding one stain is reduced by taking the maximum over its colour planes,
-    which keeps the stain's intensity whatever colour it was rendered in.
+    by 255, other floats are clipped to 0-255. A colour image (H, W, 3 or 4, RGB
+    order) holding one stain, as HPAv18 downloads do, is reduced to the
+    stain's own colour plane when ``channel`` names it (red: R, green: G,
+    blue: B, yellow: the mean of R and G; :data:`COLOUR_PLANES`); otherwise to
+    the maximum over its colour planes.
 
     >>> to_uint8(np.array([[0, 65535]], dtype=np.uint16)).tolist()
     [[0, 255]]
     >>> to_uint8(np.zeros((2, 2, 3), np.uint8)).shape
     (2, 2)
+    >>> rgb = np.array([[[200, 100, 30]]], np.uint8)
+    >>> [int(to_uint8(rgb, channel=c)[0, 0]) for c in ("red", "green", "blue", "yellow", None)]
+    [200, 100, 30, 150, 200]
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].max(axis=-1)
+        arr = _colour_to_gray(arr, channel)
     elif arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     elif arr.ndim == 3 and arr.shape[-1] == 1:
@@ -166,11 +193,12 @@ def read_file(path: Path, what: str = "file") -> bytes:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
+def read_channel(path: str | os.PathLike[str], channel: str | None = None) -> np.ndarray:
     """Read one channel file as a 2-D uint8 array.
 
     The format is told from the file's first bytes (PNG, JPEG or TIFF), not
-    its name. Header sizes are checked before decoding.
+    its name. Header sizes are checked before decoding. A colour file is
+    reduced to ``channel``'s colour plane (see :func:`to_uint8`).
 
     Raises
     ------
@@ -195,9 +223,11 @@ def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
             raise DataError(f"{path}: not a readable image ({str(exc).strip()[-80:]})") from None
         if image is None:
             raise DataError(f"{path}: not a readable image (corrupt or truncated?)")
+        if image.ndim == 3 and image.shape[-1] in (3, 4):
+            image = image[..., 2::-1]  # OpenCV decodes colour as BGR(A); to RGB
     else:
         raise DataError(f"{path}: not a PNG, JPEG or TIFF file")
-    return to_uint8(image, path)
+    return to_uint8(image, path, channel)
 
 
 def tiff_plane_shape(page: object, source: str | os.PathLike[str] = "image") -> tuple[int, int]:
@@ -265,7 +295,7 @@ def load_sample(
     for channel in CHANNELS:
         if channel not in files:
             raise DataError(f"sample has no {channel} channel file")
-        plane = read_channel(files[channel])
+        plane = read_channel(files[channel], channel)
         planes.append(plane)
     shapes = {p.shape for p in planes}
     if len(shapes) > 1:
