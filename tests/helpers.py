@@ -61,13 +61,18 @@ def read_thresholds_file(path: Path) -> np.ndarray:
     return np.asarray(values, np.float64)
 
 
+def with_fallback(pred: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, int]:
+    """``pred`` (0/1) where each row without a label gets its highest-probability class; and how many did."""
+    pred = np.asarray(pred).astype(np.int64)
+    empty = np.flatnonzero(pred.sum(axis=1) == 0)
+    pred[empty, np.asarray(probs)[empty].argmax(axis=1)] = 1
+    return pred, len(empty)
+
+
 def ref_binarize(probs: np.ndarray, thresholds: np.ndarray | float) -> tuple[np.ndarray, int]:
     """``probs >= thresholds``; a row with nothing at or above gets its top class. Also the count of those rows."""
     probs = np.asarray(probs)
-    pred = (probs >= np.broadcast_to(thresholds, probs.shape[1:])).astype(np.int64)
-    empty = np.flatnonzero(pred.sum(axis=1) == 0)
-    pred[empty, probs[empty].argmax(axis=1)] = 1
-    return pred, len(empty)
+    return with_fallback(probs >= np.broadcast_to(thresholds, probs.shape[1:]), probs)
 
 
 def ref_macro_f1(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | float) -> float:
@@ -191,3 +196,50 @@ def truncate(path: Path, keep: float = 0.5) -> Path:
     data = Path(path).read_bytes()
     Path(path).write_bytes(data[: int(len(data) * keep)])
     return Path(path)
+
+
+def ref_summary(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    y_tune: np.ndarray,
+    tune_probs: np.ndarray,
+    prior: np.ndarray,
+) -> dict[str, float | int]:
+    """The scores of an evaluation ``summary.json`` (threshold method ``search``), recomputed.
+
+    ``y_true, probs``: the scored images; ``thresholds``: the run's saved ones;
+    ``y_tune, tune_probs``: the labelled held-out set thresholds are tuned on
+    (validation or out-of-fold); ``prior``: the training class frequencies.
+    """
+    n = len(y_true)
+    pred, n_fallback = ref_binarize(probs, thresholds)
+    per_class = f1_score(y_true, pred, average=None, zero_division=0)
+    present = y_true.sum(axis=0) > 0
+    prior_pred, _ = with_fallback(ref_prior_matching_preds(probs, prior), probs)
+    # the baseline gives every image the prior; its rows are float32 like every probability
+    prior_rows = np.tile(prior, (n, 1)).astype(np.float32)
+    baseline_thr = ref_search(y_tune, np.tile(prior, (len(y_tune), 1)).astype(np.float32))
+    return {
+        "n_images": n,
+        "macro_f1": round(float(per_class.mean()), 4),
+        "macro_f1_at_0.5": round(ref_macro_f1(y_true, probs, 0.5), 4),
+        "macro_f1_search": round(ref_macro_f1(y_true, probs, ref_search(y_tune, tune_probs)), 4),
+        "macro_f1_prior": round(float(f1_score(y_true, prior_pred, average="macro", zero_division=0)), 4),
+        "baseline_macro_f1": round(ref_macro_f1(y_true, prior_rows, baseline_thr), 4),
+        "macro_f1_present_classes": round(float(per_class[present].mean()), 4),
+        "classes_present": int(present.sum()),
+        "top1_fallbacks": n_fallback,
+        "mean_labels_per_image": round(float(pred.sum(axis=1).mean()), 3),
+    }
+
+
+def assert_summary_is(summary: dict, expected: dict) -> None:
+    """Every key of ``expected`` has that value in ``summary``; all differences are listed."""
+    wrong = {k: (summary.get(k), v) for k, v in expected.items() if summary.get(k) != v}
+    assert not wrong, f"summary value, recomputed value: {wrong}"
+
+
+def label_frequency(labels: np.ndarray) -> np.ndarray:
+    """Class frequencies of a 0/1 label matrix: the label-prior baseline's probabilities."""
+    return np.asarray(labels).sum(axis=0) / len(labels)
