@@ -243,3 +243,16 @@ def assert_summary_is(summary: dict, expected: dict) -> None:
 def label_frequency(labels: np.ndarray) -> np.ndarray:
     """Class frequencies of a 0/1 label matrix: the label-prior baseline's probabilities."""
     return np.asarray(labels).sum(axis=0) / len(labels)
+
+
+def assert_rows_are_thresholded(submission: Path, probabilities: Path, thresholds: np.ndarray,
+                                ids: list[str]) -> int:
+    """Each submission row is its probabilities at or above the thresholds (top-1 fallback), in the
+    order of ``ids``; returns the number of rows that took the fallback."""
+    sub = pd.read_csv(submission, dtype=str, keep_default_na=False)
+    prob_ids, probs, _ = read_probs_table(probabilities)
+    assert sub.columns.tolist() == ["Id", "Predicted"]
+    assert sub["Id"].tolist() == ids and prob_ids == ids
+    expected, n_fallback = ref_binarize(probs, thresholds)
+    np.testing.assert_array_equal(multihot(sub["Predicted"]), expected)
+    return n_fallback

@@ -13,12 +13,12 @@ import torch
 
 from conftest import KAGGLE_LAYOUT, TINY_TRAIN, hpa, needs_real_samples
 from helpers import (
+    assert_rows_are_thresholded,
     assert_summary_is,
     label_frequency,
     multihot,
     read_probs_table,
     read_thresholds_file,
-    ref_binarize,
     ref_macro_f1,
     ref_search,
     ref_summary,
@@ -117,19 +117,6 @@ def test_evaluate_on_held_out_labelled_data(trained_run: Path, synth_root: Path,
     thresholds = read_thresholds_file(trained_run / "thresholds.json")
     prior = train_prior_of(trained_run, synth_root)
     assert_summary_is(summary, ref_summary(y, probs, thresholds, y_val, val_probs, prior))
-
-
-def assert_rows_are_thresholded(submission: Path, probabilities: Path, thresholds: np.ndarray,
-                                ids: list[str]) -> int:
-    """Each submission row is its probabilities at or above the thresholds (top-1 fallback), in the
-    order of ``ids``; returns the number of rows that took the fallback."""
-    sub = pd.read_csv(submission, dtype=str, keep_default_na=False)
-    prob_ids, probs, _ = read_probs_table(probabilities)
-    assert sub.columns.tolist() == ["Id", "Predicted"]
-    assert sub["Id"].tolist() == ids and prob_ids == ids
-    expected, n_fallback = ref_binarize(probs, thresholds)
-    np.testing.assert_array_equal(multihot(sub["Predicted"]), expected)
-    return n_fallback
 
 
 def test_predict_writes_a_kaggle_submission(trained_run: Path, synth_root: Path, tmp_path: Path) -> None:
