@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-KAGGLE_LAYOUT = SHARED_DATA / "hpa_samples" / "kaggle_layout"
+from helpers import KAGGLE_LAYOUT
+
 needs_real_samples = pytest.mark.skipif(
     not KAGGLE_LAYOUT.is_dir(), reason=f"real HPA samples not found at {KAGGLE_LAYOUT}"
 )
@@ -126,14 +126,17 @@ def external_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     kaggle_ids, _ = read_table(synth_root / "train.csv")
     root = tmp_path_factory.mktemp("external")
+    BGR_PLANES = {"red": (2,), "green": (1,), "blue": (0,), "yellow": (2, 1)}  # OpenCV writes BGR
     ids = kaggle_ids[:2] + [f"{1000 + i}_{i}_A1_1" for i in range(4)]
     rng = np.random.default_rng(5)
     lines = ["Id,Target"]
     for k, sample_id in enumerate(ids):
         lines.append(f"{sample_id},{k % 28} {(k * 7 + 3) % 28}")
-        for c, channel in enumerate(CHANNELS):
-            bgr = np.zeros((96, 96, 3), np.uint8)  # one stain drawn in one colour plane
-            bgr[..., c % 3] = rng.integers(0, 256, (96, 96), dtype=np.uint8)
+        for channel in CHANNELS:
+            bgr = np.zeros((96, 96, 3), np.uint8)  # one stain drawn in its HPAv18 colour
+            stain = rng.integers(0, 256, (96, 96), dtype=np.uint8)
+            for plane in BGR_PLANES[channel]:
+                bgr[..., plane] = stain
             assert cv2.imwrite(str(root / f"{sample_id}_{channel}.jpg"), bgr)
     (root / "external.csv").write_text("\n".join(lines) + "\n")
     return root

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +180,8 @@ def test_cli_analyze_bad_csv_is_named(tmp_path: Path) -> None:
 @pytest.mark.realdata
 @pytest.mark.skipif(not KAGGLE2018_TRAIN_CSV.is_file(),
                     reason=f"real label table not found at {KAGGLE2018_TRAIN_CSV}")
-def test_real_label_table_in_under_10_seconds(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
+def test_real_label_table_is_analysed_without_images(tmp_path: Path) -> None:
     result = analyze(KAGGLE2018_TRAIN_CSV, tmp_path / "out")
-    seconds = time.perf_counter() - t0
-    assert seconds < 10, f"analyse took {seconds:.1f} s"
     labels = result.stats["labels"]
     assert labels["n_images"] == KAGGLE2018_N_IMAGES
     assert [c["count"] for c in labels["classes"]] == list(KAGGLE2018_CLASS_COUNTS)

@@ -6,10 +6,23 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import KAGGLE_LAYOUT, TINY_TRAIN, hpa, needs_real_samples
+from helpers import (
+    assert_rows_are_thresholded,
+    assert_summary_is,
+    label_frequency,
+    multihot,
+    read_probs_table,
+    read_thresholds_file,
+    ref_macro_f1,
+    ref_search,
+    ref_summary,
+)
 from hpa_classify.classes import NUM_CLASSES, parse_target
 
 
@@ -38,6 +51,55 @@ def test_run_directory_is_not_overwritten_without_force(trained_run: Path, synth
     assert (trained_run / "metrics.csv").read_bytes() == before
 
 
+def train_prior_of(run: Path, data_root: Path) -> np.ndarray:
+    """Class frequencies of a run's training split, from split.csv and the training CSV."""
+    split = pd.read_csv(run / "split.csv", dtype={"Id": str})
+    targets = pd.read_csv(data_root / "train.csv", dtype=str, keep_default_na=False).set_index("Id")["Target"]
+    return label_frequency(multihot(targets[split["Id"][split["split"] == "train"]]))
+
+
+def test_validation_report_scores_equal_sklearn_on_the_saved_files(trained_run: Path, synth_root: Path) -> None:
+    ids, probs, y = read_probs_table(trained_run / "val_probs.csv")
+    split = pd.read_csv(trained_run / "split.csv", dtype={"Id": str})
+    assert ids == split["Id"][split["split"] == "val"].tolist()
+    thresholds = read_thresholds_file(trained_run / "thresholds.json")
+    np.testing.assert_array_equal(thresholds, ref_search(y, probs))  # tuned on the validation split
+    summary = json.loads((trained_run / "report" / "summary.json").read_text())
+    prior = train_prior_of(trained_run, synth_root)
+    assert_summary_is(summary, ref_summary(y, probs, thresholds, y, probs, prior))
+
+
+# fold 0 of the K-fold run scores best in its first epoch, the other runs in their last
+@pytest.mark.parametrize("run_fixture, part, data_fixture", [("trained_run", "", "synth_root"),
+                                                             ("reference_run", "", "deterministic_setup"),
+                                                             ("kfold_run", "fold0", "synth_root")])
+def test_best_checkpoint_holds_the_epoch_with_the_best_val_f1(
+    run_fixture: str, part: str, data_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    from hpa_classify.data.layout import load_dataset
+    from hpa_classify.inference.predict import predict_probs
+    from hpa_classify.inference.runs import load_model, open_run
+
+    run_dir = request.getfixturevalue(run_fixture) / part
+    root = request.getfixturevalue(data_fixture)
+    root = root[0] if isinstance(root, tuple) else root
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    best = metrics.loc[metrics["val_f1"].idxmax()]  # the first epoch of the highest score
+    if part:
+        assert best["epoch"] < metrics["epoch"].max(), "this case needs a run whose last epoch is not its best"
+    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] + 1 == best["epoch"]  # Lightning counts epochs from 0
+    # and its weights score that val_f1 on the validation split (validation uses no TTA)
+    split = pd.read_csv(run_dir / "split.csv", dtype={"Id": str})
+    val_ids = split["Id"][split["split"] == "val"].tolist()
+    data = load_dataset(root)
+    val = data.subset([data.ids.index(i) for i in val_ids])
+    run = open_run(run_dir)
+    probs = predict_probs(load_model(run), val, run.cfg, tta=1)
+    targets = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False).set_index("Id")["Target"]
+    assert best["val_f1"] == pytest.approx(ref_macro_f1(multihot(targets[val_ids]), probs, 0.5), abs=1e-12)
+
+
 def test_evaluate_on_held_out_labelled_data(trained_run: Path, synth_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     result = hpa("evaluate", trained_run, synth_root / "test_labels.csv",
@@ -46,6 +108,15 @@ def test_evaluate_on_held_out_labelled_data(trained_run: Path, synth_root: Path,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == 16
     assert (out / "report.html").is_file()
+    # every score, from the probabilities and labels it saved and the run's thresholds
+    ids, probs, y = read_probs_table(out / "probs.csv")
+    assert ids == pd.read_csv(synth_root / "test_labels.csv", dtype=str)["Id"].tolist()
+    np.testing.assert_array_equal(y, multihot(pd.read_csv(synth_root / "test_labels.csv", dtype=str,
+                                                          keep_default_na=False)["Target"]))
+    _, val_probs, y_val = read_probs_table(trained_run / "val_probs.csv")
+    thresholds = read_thresholds_file(trained_run / "thresholds.json")
+    prior = train_prior_of(trained_run, synth_root)
+    assert_summary_is(summary, ref_summary(y, probs, thresholds, y_val, val_probs, prior))
 
 
 def test_predict_writes_a_kaggle_submission(trained_run: Path, synth_root: Path, tmp_path: Path) -> None:
@@ -53,15 +124,16 @@ def test_predict_writes_a_kaggle_submission(trained_run: Path, synth_root: Path,
     result = hpa("predict", trained_run, synth_root, "-o", out, "--tta", "8")
     assert result.returncode == 0, result.stderr
     sub = pd.read_csv(out, dtype=str, keep_default_na=False)
-    expected = pd.read_csv(synth_root / "sample_submission.csv", dtype=str)["Id"].tolist()
-    assert sub.columns.tolist() == ["Id", "Predicted"]
-    assert sub["Id"].tolist() == expected
     for sample_id, predicted in zip(sub["Id"], sub["Predicted"]):
         assert parse_target(predicted, row=sample_id)  # at least one valid label each
     probs = pd.read_csv(out.with_name("submission_probs.csv"))
     assert probs.shape == (16, 1 + NUM_CLASSES)
     assert ((probs.iloc[:, 1:] >= 0) & (probs.iloc[:, 1:] <= 1)).all().all()
-    assert "top-1 fallback" in result.stdout
+    expected_ids = pd.read_csv(synth_root / "sample_submission.csv", dtype=str)["Id"].tolist()
+    thresholds = read_thresholds_file(trained_run / "thresholds.json")
+    n_fallback = assert_rows_are_thresholded(out, out.with_name("submission_probs.csv"), thresholds,
+                                             expected_ids)
+    assert f"{n_fallback} images took the top-1 fallback" in result.stdout
 
 
 def test_validate_reports_a_clean_dataset(synth_root: Path) -> None:

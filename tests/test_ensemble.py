@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import hpa
+from helpers import assert_rows_are_thresholded, read_probs_table, read_thresholds_file, ref_search
 from hpa_classify.config import load_config, save_config
 from hpa_classify.ensemble import ensemble_thresholds
 from hpa_classify.inference.members import members, parse_weights
@@ -109,3 +110,32 @@ def test_predict_several_runs_on_the_command_line(kfold_run: Path, synth_root: P
     assert result.returncode == 0, result.stderr
     assert "mean of 4 models" in result.stdout
     assert out.is_file() and (tmp_path / "ens_thresholds.json").is_file()
+
+
+def test_a_3_to_1_ensemble_of_two_different_runs(
+    kfold_run: Path, trained_run: Path, synth_root: Path, tmp_path: Path
+) -> None:
+    from hpa_classify.data.layout import checked, load_dataset
+
+    test = checked(load_dataset(synth_root, prefer="test"))
+    a, b = open_run(kfold_run), open_run(trained_run)  # 3 test networks and an EfficientNet
+    alone_a = predict_run(a, test, tmp_path / "a.csv", tta=1)
+    alone_b = predict_run(b, test, tmp_path / "b.csv", tta=1)
+    both = predict_run([a, b], test, tmp_path / "ab.csv", tta=1, weights=[3.0, 1.0])
+    _, pa, _ = read_probs_table(alone_a.probabilities)
+    _, pb, _ = read_probs_table(alone_b.probabilities)
+    _, p, _ = read_probs_table(both.probabilities)
+    assert np.abs(pa - pb).mean() > 0.05  # two different models
+    np.testing.assert_allclose(p, 0.75 * pa + 0.25 * pb, rtol=0, atol=1e-6)
+
+    # thresholds: searched on the same mix of the held-out probabilities of the images both
+    # runs held out (b's validation images are in a's out-of-fold predictions)
+    ids_a, oof, y_a = read_probs_table(kfold_run / "oof_probs.csv")
+    ids_b, val, y_b = read_probs_table(trained_run / "val_probs.csv")
+    row_a = {sample_id: k for k, sample_id in enumerate(ids_a)}
+    rows = [row_a[i] for i in ids_b]
+    np.testing.assert_array_equal(y_a[rows], y_b)
+    mix = (0.75 * oof[rows].astype(np.float64) + 0.25 * val).astype(np.float32)  # probabilities are float32
+    thresholds = read_thresholds_file(tmp_path / "ab_thresholds.json")
+    np.testing.assert_array_equal(thresholds, ref_search(y_b, mix))
+    assert_rows_are_thresholded(both.submission, both.probabilities, thresholds, test.ids)

@@ -5,8 +5,8 @@ header fields, truncation, insertion, deletion, duplicated or spliced ranges)
 of small valid files are written to disk and read with
 :func:`~hpa_classify.data.io.read_channel` and
 :func:`~hpa_classify.data.layout.image_size`. Anything other than a result or
-a :class:`~hpa_classify.errors.DataError` (another exception, a call slower
-than a second, a result of the wrong kind) fails the test, which keeps the
+a :class:`~hpa_classify.errors.DataError` (another exception, a call that
+does not return, a result of the wrong kind) fails the test, which keeps the
 first offending files for replay. A crash of the process fails it as well.
 """
 
@@ -16,7 +16,6 @@ import io
 import logging
 import random
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from hpa_classify.data.layout import image_size, read_table
 from hpa_classify.errors import DataError
 
 N_CASES = 8000
-SLOW_S = 1.0
+#: A read that has not returned after this long hangs (a guard, not a speed check).
+HANG_S = 60.0
 
 
 def _png(image: np.ndarray, *params: int) -> bytes:
@@ -123,21 +123,17 @@ def _alarm(signum: int, frame: object) -> None:
 
 def check(reader: Callable[[Path], object], path: Path) -> str | None:
     """None if ``reader(path)`` returned a sound result or raised DataError; else what went wrong."""
-    start = time.perf_counter()
-    signal.setitimer(signal.ITIMER_REAL, 10.0)
+    signal.setitimer(signal.ITIMER_REAL, HANG_S)
     try:
         result = reader(path)
     except DataError:
         result = None
     except Hang:
-        return "no answer within 10 s"
+        return "no answer (hangs)"
     except Exception as exc:  # the point of the test: nothing else may escape
         return f"{type(exc).__name__}: {exc}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    seconds = time.perf_counter() - start
-    if seconds > SLOW_S:
-        return f"took {seconds:.1f} s"
     if reader is read_channel and result is not None:
         if not (isinstance(result, np.ndarray) and result.dtype == np.uint8 and result.ndim == 2):
             return f"returned {type(result).__name__} {getattr(result, 'shape', '')}"
@@ -171,7 +167,6 @@ def test_mutated_images_load_or_raise_data_error(tmp_path: Path, quiet_decoders:
     rnd = random.Random(20180)
     failures: list[str] = []
     outcomes = {"loaded": 0, "refused": 0}
-    start = time.perf_counter()
     for case in range(N_CASES):
         name = rnd.choice(names)
         data, kind = mutate(bases[name], rnd, bases[rnd.choice(names)])
@@ -188,11 +183,9 @@ def test_mutated_images_load_or_raise_data_error(tmp_path: Path, quiet_decoders:
         except DataError:
             outcomes["refused"] += 1
         path.unlink()
-    seconds = time.perf_counter() - start
     assert not failures, f"{len(failures)} of {N_CASES} mutated files escaped:\n" + "\n".join(failures[:10])
-    # the corpus exercises both answers, and stays fast
+    # the corpus exercises both answers
     assert outcomes["loaded"] > N_CASES // 20 and outcomes["refused"] > N_CASES // 4, outcomes
-    assert seconds < 60, f"{N_CASES} cases took {seconds:.0f} s"
 
 
 SIGNATURES = [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"II+\x00"]

@@ -11,6 +11,16 @@ import pandas as pd
 import pytest
 
 from conftest import KFOLD_SET, hpa
+from helpers import (
+    assert_summary_is,
+    label_frequency,
+    multihot,
+    read_probs_table,
+    read_thresholds_file,
+    ref_macro_f1,
+    ref_search,
+    ref_summary,
+)
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import checked, load_dataset
 from hpa_classify.errors import ConfigError, RunError
@@ -40,6 +50,25 @@ def test_three_folds_give_oof_probabilities_and_thresholds(kfold_run: Path, synt
     assert summary["n_images"] == len(ids) and summary["folds"] == 3
     assert 0.0 <= summary["macro_f1"] <= 1.0
     assert {"macro_f1_search", "macro_f1_prior", "fold_val_macro_f1"} <= summary.keys()
+
+
+def test_kfold_thresholds_and_scores_are_recomputed_from_the_oof_probabilities(
+    kfold_run: Path, synth_root: Path
+) -> None:
+    ids, probs, y = read_probs_table(kfold_run / "oof_probs.csv")
+    targets = pd.read_csv(synth_root / "train.csv", dtype=str, keep_default_na=False).set_index("Id")["Target"]
+    np.testing.assert_array_equal(y, multihot(targets[ids]))
+    thresholds = read_thresholds_file(kfold_run / "thresholds.json")
+    np.testing.assert_array_equal(thresholds, ref_search(y, probs))
+    summary = json.loads((kfold_run / "report" / "summary.json").read_text())
+    assert_summary_is(summary, ref_summary(y, probs, thresholds, y, probs, label_frequency(y)))
+    fold_f1 = []
+    for i in range(3):
+        _, fold_probs, fold_y = read_probs_table(kfold_run / f"fold{i}" / "val_probs.csv")
+        fold_thresholds = read_thresholds_file(kfold_run / f"fold{i}" / "thresholds.json")
+        np.testing.assert_array_equal(fold_thresholds, ref_search(fold_y, fold_probs))
+        fold_f1.append(ref_macro_f1(fold_y, fold_probs, fold_thresholds))
+    assert summary["fold_val_macro_f1"] == ", ".join(f"{f:.4f}" for f in fold_f1)
 
 
 def test_each_fold_validates_on_its_own_images(kfold_run: Path, synth_root: Path) -> None:
@@ -118,6 +147,11 @@ def test_evaluate_a_kfold_run_on_held_out_data(kfold_run: Path, synth_root: Path
     summary = evaluate_held_out(open_run(kfold_run), test, out_dir=tmp_path / "eval", tta=1)
     assert summary["n_images"] == 16 and "out-of-fold" in summary["data"]
     assert {"macro_f1_search", "macro_f1_prior"} <= summary.keys()
+    saved = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    _, probs, y = read_probs_table(tmp_path / "eval" / "probs.csv")
+    _, oof, y_oof = read_probs_table(kfold_run / "oof_probs.csv")
+    thresholds = read_thresholds_file(kfold_run / "thresholds.json")
+    assert_summary_is(saved, ref_summary(y, probs, thresholds, y_oof, oof, label_frequency(y_oof)))
 
 
 def test_merge_and_fold_options_on_the_command_line(kfold_run: Path, synth_root: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,11 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from conftest import hpa
+from helpers import read_thresholds_file
 from hpa_classify.errors import RunError
 from hpa_classify.train.checkpointing import AtomicCheckpointIO
 from hpa_classify.inference.checkpoints import read_checkpoint
@@ -23,10 +26,31 @@ from hpa_classify.inference.checkpoints import read_checkpoint
 SAME = ["epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr"]
 
 
-def start_train(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+#: ``hpa train`` that stops itself (SIGSTOP) before training step ``HPA_TEST_STOP_AT`` =
+#: "epoch:batch" (epochs from 0), so that the test signals it at a known point mid-epoch.
+STOPPING_TRAIN = """
+import os, signal, sys
+from hpa_classify.cli import main
+from hpa_classify.train.module import HPAModule
+
+epoch, batch = map(int, os.environ["HPA_TEST_STOP_AT"].split(":"))
+step = HPAModule.on_train_batch_start
+
+def stop_there(self, batch_data, batch_idx):
+    if (self.current_epoch, batch_idx) == (epoch, batch):
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return step(self, batch_data, batch_idx)
+
+HPAModule.on_train_batch_start = stop_there
+sys.argv[0] = "hpa"
+main()
+"""
+
+
+def start_train(*args: str | os.PathLike[str], stop_at: tuple[int, int]) -> subprocess.Popen[str]:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", HPA_TEST_STOP_AT="%d:%d" % stop_at)
     return subprocess.Popen(
-        [sys.executable, "-m", "hpa_classify.cli", "train", *map(str, args)],
+        [sys.executable, "-c", STOPPING_TRAIN, "train", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -34,17 +58,18 @@ def start_train(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(proc: subprocess.Popen[str], ready, what: str, timeout: float = 240) -> None:
-    """Poll until ``ready()``; fail with the process's output if it ends first."""
+def wait_until_stopped(proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    """Wait for ``proc`` to stop itself; fail with its output if it ends first (or hangs)."""
+    stat = Path(f"/proc/{proc.pid}/stat")
     end = time.monotonic() + timeout
-    while not ready():
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
         if proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"'hpa train' ended (status {proc.returncode}) before {what}:\n{out}\n{err}")
-        if time.monotonic() > end:
+            pytest.fail(f"'hpa train' ended (status {proc.returncode}) before it stopped:\n{out}\n{err}")
+        if time.monotonic() > end:  # a hang guard, not a speed check
             proc.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
+            pytest.fail("'hpa train' neither stopped nor ended")
+        time.sleep(0.05)
 
 
 def epochs_in(metrics: Path) -> int:
@@ -54,35 +79,7 @@ def epochs_in(metrics: Path) -> int:
         return 0
 
 
-def mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
-def interrupt_next_epoch(proc: subprocess.Popen[str], run: Path, sig: signal.Signals) -> int:
-    """Send ``sig`` while the epoch after the next checkpoint runs; return the epochs finished.
-
-    The checkpoint is written at the very end of an epoch, after ``metrics.csv``
-    got the epoch's row. 50 ms later (an epoch takes several times that) the
-    process is frozen (SIGSTOP), checked to be still inside the next epoch,
-    signalled and thawed.
-    """
-    last, metrics = run / "checkpoints" / "last.ckpt", run / "metrics.csv"
-    stamp = mtime(last)
-    wait_for(proc, lambda: mtime(last) != stamp, "the next checkpoint")
-    done = epochs_in(metrics)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGSTOP)
-    try:
-        assert epochs_in(metrics) == done, "the epoch ended before the signal; the test needs it mid-epoch"
-        proc.send_signal(sig)
-    finally:
-        proc.send_signal(signal.SIGCONT)
-    return done
-
-
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to see a stopped process")
 def test_killed_and_interrupted_run_resumes_to_the_same_result(
     deterministic_setup: tuple[Path, Path], reference_run: Path, tmp_path: Path
 ) -> None:
@@ -92,22 +89,28 @@ def test_killed_and_interrupted_run_resumes_to_the_same_result(
     metrics = run / "metrics.csv"
     args = (root, "--config", config, "--out", run)
 
-    # 1. SIGKILL while epoch 2 runs, after epoch 1's checkpoint was written
-    proc = start_train(*args)
-    assert interrupt_next_epoch(proc, run, signal.SIGKILL) == 1
+    # 1. SIGKILL at the third step of epoch 2, after epoch 1's checkpoint was written
+    proc = start_train(*args, stop_at=(1, 2))
+    wait_until_stopped(proc)
+    assert epochs_in(metrics) == 1
+    proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert epochs_in(metrics) == 1
     assert read_checkpoint(last)["epoch"] == 0  # Lightning counts epochs from 0
 
-    # 2. resume; Ctrl-C while epoch 3 runs: a clean stop that says how to go on
-    proc = start_train(*args, "--resume")
-    assert interrupt_next_epoch(proc, run, signal.SIGINT) == 2
+    # 2. resume; Ctrl-C at the third step of epoch 3: a clean stop that says how to go on
+    proc = start_train(*args, "--resume", stop_at=(2, 2))
+    wait_until_stopped(proc)
+    assert epochs_in(metrics) == 2
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err
     assert "interrupted" in err and "--resume" in err, err
     assert epochs_in(metrics) == 2
+    assert read_checkpoint(last)["epoch"] == 1
 
     # 3. resume to the end
     done = hpa("train", *args, "--resume")
@@ -120,7 +123,11 @@ def test_killed_and_interrupted_run_resumes_to_the_same_result(
     probs = pd.read_csv(run / "val_probs.csv")
     pd.testing.assert_frame_equal(probs, pd.read_csv(reference_run / "val_probs.csv"),
                                   check_exact=False, rtol=1e-5, atol=1e-6)
-    assert (run / "thresholds.json").is_file()
+    # the same thresholds and scores as the uninterrupted run
+    np.testing.assert_array_equal(read_thresholds_file(run / "thresholds.json"),
+                                  read_thresholds_file(reference_run / "thresholds.json"))
+    summary, reference = (json.loads((r / "report" / "summary.json").read_text()) for r in (run, reference_run))
+    assert {k: v for k, v in summary.items() if k != "run"} == {k: v for k, v in reference.items() if k != "run"}
     env = (run / "env.json").read_text()
     assert '"resumed"' in env
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from conftest import hpa
-from helpers import channel_array, make_dataset, write_image
+from helpers import channel_array, make_dataset
 from hpa_classify.data import pack as pack_mod
 from hpa_classify.data.io import image_size, read_channel
 from hpa_classify.data.layout import load_dataset

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from hpa_classify.data.dataset import HPADataModule, HPADataset, build_augment
 from hpa_classify.data.io import load_sample
 from hpa_classify.data.layout import load_dataset
 from hpa_classify.data.splits import kfold_splits, train_val_split
-from helpers import make_dataset, write_sample, write_table
+from helpers import KAGGLE2018_TRAIN_CSV, make_dataset, write_sample, write_table
 
 
 def imbalanced_labels(n: int = 60, seed: int = 0) -> list[list[int]]:
@@ -68,6 +69,57 @@ def test_kfold_covers_each_index_once(folds: int) -> None:
         assert set(train).isdisjoint(val)
         assert len(train) + len(val) == 50
         assert len(val) == pytest.approx(50 / folds, abs=2)
+
+
+def assert_each_class_within_one_of_its_share(labels: list[list[int]], splits, folds: int) -> None:
+    """Class c (n_c images) has between n_c / folds - 1 and n_c / folds + 1 images in every fold."""
+    y = np.zeros((len(labels), 28), int)
+    for i, targets in enumerate(labels):
+        y[i, targets] = 1
+    share = y.sum(axis=0) / folds
+    for i, (_, val) in enumerate(splits):
+        off = y[val].sum(axis=0) - share
+        worst = int(np.abs(off).argmax())
+        assert np.abs(off).max() <= 1, f"fold {i}: class {worst} has {y[val, worst].sum()} of {share[worst]:.2f}"
+
+
+def hpa_like_labels(n: int, seed: int) -> list[list[int]]:
+    """Multi-label targets with HPA-like frequencies: Nucleoplasm 42%, Cytosol 27%, a few rare classes."""
+    rng = np.random.default_rng(seed)
+    p = np.full(28, 0.03)
+    p[[0, 25, 21, 2, 23]] = [0.42, 0.27, 0.12, 0.09, 0.09]
+    p[[8, 9, 10, 15, 27]] = 0.004
+    labels = []
+    for _ in range(n):
+        targets = np.flatnonzero(rng.random(28) < p).tolist()
+        labels.append(targets or [int(rng.choice([0, 25]))])
+    return labels
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_kfold_holds_each_class_within_one_of_its_share(folds: int, seed: int) -> None:
+    labels = imbalanced_labels(n=60, seed=seed)
+    assert_each_class_within_one_of_its_share(labels, kfold_splits(labels, folds, seed=seed), folds)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_kfold_brings_common_classes_to_their_share(seed: int) -> None:
+    # iterative stratification alone leaves a common class 2 images off its share here
+    labels = hpa_like_labels(90, seed)
+    assert_each_class_within_one_of_its_share(labels, kfold_splits(labels, 5, seed=seed), 5)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not KAGGLE2018_TRAIN_CSV.is_file(), reason=f"{KAGGLE2018_TRAIN_CSV} not found")
+def test_kfold_of_real_label_tables_holds_each_class_within_one_of_its_share() -> None:
+    targets = pd.read_csv(KAGGLE2018_TRAIN_CSV, dtype=str)["Target"]
+    labels = [[int(c) for c in t.split()] for t in targets]
+    # (rows, folds, seed): parts of the table where iterative stratification alone leaves a
+    # common class 1.2 to 4 images off its share, and the whole table
+    for rows, folds, seed in [(64, 3, 1), (64, 5, 1), (200, 3, 1), (200, 5, 1), (500, 3, 1), (31_072, 5, 0)]:
+        part = labels[seed * rows:(seed + 1) * rows]
+        assert_each_class_within_one_of_its_share(part, kfold_splits(part, folds, seed=seed), folds)
 
 
 # ----------------------------------------------------------------------------- dataset

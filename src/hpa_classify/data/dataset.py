@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 import albumentations as A
 import cv2
@@ -123,6 +123,29 @@ class EpochSampler(torch.utils.data.Sampler):
         g = torch.Generator().manual_seed(stream_seed(self.seed, SHUFFLE, epoch))
         for i in torch.randperm(self.n, generator=g).tolist():
             yield (epoch, i)
+
+
+class ShardSampler(torch.utils.data.DistributedSampler):
+    """Process ``rank`` of ``world`` reads samples ``rank, rank + world, ...``: each sample once.
+
+    The validation sampler of a distributed run. Lightning's default
+    (torch's ``DistributedSampler``) repeats samples so that every process
+    gets as many; the repeats would count twice in the validation loss and
+    F1. Here the processes' shares differ by at most one sample, which
+    validation allows (nothing is synchronised per step). Being a
+    ``DistributedSampler``, Lightning keeps it as it is.
+
+    >>> [list(ShardSampler(range(5), world, rank)) for world, rank in ((2, 0), (2, 1))]
+    [[0, 2, 4], [1, 3]]
+    """
+
+    def __init__(self, dataset: Sized, world: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=False)  # type: ignore[arg-type]
+        self.num_samples = len(range(rank, len(dataset), world))
+        self.total_size = len(dataset)
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
 class HPADataset(torch.utils.data.Dataset):
@@ -246,7 +269,11 @@ class HPADataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return make_loader(self.val_set, self.cfg.batch_size, self.cfg.num_workers, False)
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = ShardSampler(self.val_set, trainer.world_size, trainer.global_rank)
+        return make_loader(self.val_set, self.cfg.batch_size, self.cfg.num_workers, False, sampler=sampler)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):  # type: ignore[override]
         x, y = batch

@@ -1,8 +1,9 @@
 """External training images (HPAv18 style) joined to a Kaggle training set.
 
 The external set is a second ``Id,Target`` CSV with its own image folder;
-channels may be PNG or JPG (HPAv18 downloads are colour JPGs, read as the
-maximum over their colour planes by :func:`hpa_classify.data.io.to_uint8`).
+channels may be PNG or JPG (HPAv18 downloads are colour JPGs: each channel
+is read from its own colour plane, red from R, green from G, blue from B and
+yellow from the mean of R and G, by :func:`hpa_classify.data.io.to_uint8`).
 An external row whose Id is also a Kaggle Id is left out: the Kaggle row is
 kept, and the count is reported. External images only ever join the
 *training* part of a split, so validation and out-of-fold scores stay on

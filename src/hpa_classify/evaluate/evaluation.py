@@ -23,7 +23,7 @@ import numpy as np
 from hpa_classify.classes import to_multihot
 from hpa_classify.data.layout import Dataset, load_dataset
 from hpa_classify.errors import DataError, HPAError, RunError
-from hpa_classify.evaluate.metrics import binarize, class_table, macro_f1
+from hpa_classify.evaluate.metrics import binarize, class_table, thresholded_macro_f1
 from hpa_classify.evaluate.report import write_report
 from hpa_classify.evaluate.thresholds import (
     choose_thresholds,
@@ -40,11 +40,6 @@ from hpa_classify.outputs import check_output_folder
 from hpa_classify.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-def _score(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> tuple[float, int]:
-    preds, fallback = binarize(probs, thresholds, at_least_one=True)
-    return macro_f1(y_true, preds), fallback
 
 
 def strategy_scores(
@@ -70,8 +65,8 @@ def strategy_scores(
     search = search_thresholds(y_tune, tune_probs)
     matched = prior_matching_thresholds(probs, prior)
     return {
-        "macro_f1_search": round(_score(y_true, probs, search)[0], 4),
-        "macro_f1_prior": round(_score(y_true, probs, matched)[0], 4),
+        "macro_f1_search": round(thresholded_macro_f1(y_true, probs, search)[0], 4),
+        "macro_f1_prior": round(thresholded_macro_f1(y_true, probs, matched)[0], 4),
     }
 
 
@@ -182,9 +177,9 @@ def _summarise(
     method = cfg.evaluate.threshold_method
     prior_tune = np.tile(prior, (len(y_tune), 1)).astype(np.float32)
     baseline_thr = choose_thresholds(method, y_tune, prior_tune, prior, cfg.evaluate.fixed_threshold)
-    score, fallback = _score(y_true, probs, thresholds)
-    at_half, _ = _score(y_true, probs, np.full(probs.shape[1], 0.5))
-    baseline, _ = _score(y_true, np.tile(prior, (len(y_true), 1)).astype(np.float32), baseline_thr)
+    score, fallback = thresholded_macro_f1(y_true, probs, thresholds)
+    at_half, _ = thresholded_macro_f1(y_true, probs, np.full(probs.shape[1], 0.5))
+    baseline, _ = thresholded_macro_f1(y_true, np.tile(prior, (len(y_true), 1)).astype(np.float32), baseline_thr)
     present = y_true.sum(0) > 0
     preds, _ = binarize(probs, thresholds, at_least_one=True)
     table = class_table(y_true, probs, thresholds)

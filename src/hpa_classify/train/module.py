@@ -13,19 +13,37 @@ from torch import nn
 
 from hpa_classify.classes import NUM_CLASSES
 from hpa_classify.config import Config
+from hpa_classify.evaluate.metrics import f1_from_counts, thresholded_macro_f1
 from hpa_classify.seeding import STEP, stream_seed
 from hpa_classify.train.losses import build_loss
 
+#: The threshold of ``train_f1`` and ``val_f1`` (``macro_f1_at_0.5`` of a report).
+EPOCH_F1_THRESHOLD = 0.5
 
-def _f1_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> float:
-    """Macro F1 from per-class counts; a class with no support and no prediction scores 0."""
-    denom = 2 * tp + fp + fn
-    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
-    return float(f1.mean())
+
+def binarize_batch(probs: torch.Tensor, threshold: float = EPOCH_F1_THRESHOLD) -> torch.Tensor:
+    """:func:`hpa_classify.evaluate.metrics.binarize` in torch, on the batch's device.
+
+    A label is predicted where ``probs >= threshold``; a row with none gets its
+    highest-probability class (the first one among equals). Training counts
+    its predictions with this on the device, without waiting for the GPU.
+
+    >>> binarize_batch(torch.tensor([[0.5, 0.2], [0.1, 0.3]])).tolist()
+    [[True, False], [False, True]]
+    """
+    pred = probs >= threshold
+    top = torch.nn.functional.one_hot(probs.argmax(dim=1), probs.shape[1]).bool()
+    return pred | (top & ~pred.any(dim=1, keepdim=True))
 
 
 class HPAModule(L.LightningModule):
     """Trains ``model`` on multi-hot targets; logs loss and macro F1 (at 0.5) per epoch.
+
+    Both F1 scores are the package's one macro F1
+    (:func:`hpa_classify.evaluate.metrics.thresholded_macro_f1`): probabilities
+    at or above 0.5, with the top-1 fallback. ``val_f1`` is the report's
+    ``macro_f1_at_0.5`` of the epoch's model on the validation split without
+    TTA; in a distributed run every validation image counts once.
 
     ``history`` (the rows of ``metrics.csv``) travels in every checkpoint, so a
     resumed run keeps the epochs before the interruption. Before each training
@@ -81,12 +99,10 @@ class HPAModule(L.LightningModule):
         loss = self.loss_fn(logits.float(), y)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         with torch.no_grad():
-            pred = (logits.float() > 0).float()
-            tp = (pred * y).sum(0)
-            fp = (pred * (1 - y)).sum(0)
-            fn = ((1 - pred) * y).sum(0)
+            pred = binarize_batch(torch.sigmoid(logits.float())).float()
+            counts = torch.stack([(pred * y).sum(0), y.sum(0), pred.sum(0)])  # tp, true, predicted
             # summed on the device: reading them back every step would wait for the GPU
-            self._train_counts = self._train_counts.to(tp.device) + torch.stack([tp, fp, fn])
+            self._train_counts = self._train_counts.to(counts.device) + counts
             self._train_loss_sum = self._train_loss_sum + loss.detach().float() * len(x)
         self._train_n += len(x)
         return loss
@@ -103,11 +119,11 @@ class HPAModule(L.LightningModule):
         if self.history and self.history[-1]["epoch"] == self.current_epoch + 1:
             return self.history[-1]
         seconds = time.perf_counter() - self._epoch_start
-        tp, fp, fn = self._train_counts.cpu()
+        tp, n_true, n_pred = self._train_counts.cpu().numpy()
         row = {
             "epoch": self.current_epoch + 1,
             "train_loss": float(self._train_loss_sum) / max(self._train_n, 1),
-            "train_f1": _f1_from_counts(tp, fp, fn),
+            "train_f1": float(f1_from_counts(tp, n_true, n_pred).mean()),
             "val_loss": self.last_val.get("val_loss", math.nan),
             "val_f1": self.last_val.get("val_f1", math.nan),
             "lr": float(self.optimizers().param_groups[0]["lr"]),
@@ -125,23 +141,29 @@ class HPAModule(L.LightningModule):
         self._val_probs.append(torch.sigmoid(logits).cpu())
         self._val_targets.append(y.cpu())
 
+    def _gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Every process's rows of ``t`` (their counts may differ by one), rank after rank."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+            sizes = self.all_gather(torch.tensor([len(t)], device=self.device)).reshape(-1).tolist()
+            padded = t.new_zeros((max(sizes), *t.shape[1:]))
+            padded[: len(t)] = t
+            gathered = self.all_gather(padded.to(self.device)).cpu()
+        return torch.cat([gathered[rank, :n] for rank, n in enumerate(sizes)])
+
     def on_validation_epoch_end(self) -> None:
         if not self._val_probs:
             return
         probs = torch.cat(self._val_probs)
         y = torch.cat(self._val_targets)
-        loss_sum = torch.tensor(float(np.sum(self._val_loss)))
+        loss_sum = torch.tensor([float(np.sum(self._val_loss))])
         if self.trainer.world_size > 1:
-            # each process saw its shard: score the whole validation set on every process,
-            # so that all agree on val_f1 and on which checkpoint is best
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
-                probs, y, loss_sum = (self.all_gather(t.to(self.device)).cpu() for t in (probs, y, loss_sum))
-            probs, y, loss_sum = probs.reshape(-1, probs.shape[-1]), y.reshape(-1, y.shape[-1]), loss_sum.sum()
-        pred = (probs > 0.5).float()
-        tp, fp, fn = (pred * y).sum(0), (pred * (1 - y)).sum(0), ((1 - pred) * y).sum(0)
-        val_f1 = _f1_from_counts(tp, fp, fn)
-        val_loss = float(loss_sum) / len(y)
+            # each process saw its shard (HPADataModule shards without repeats): score the
+            # whole validation set on every process, so that all agree on val_f1 and on
+            # which checkpoint is best
+            probs, y, loss_sum = (self._gather_rows(t) for t in (probs, y, loss_sum))
+        val_f1, _ = thresholded_macro_f1(y.numpy(), probs.numpy(), EPOCH_F1_THRESHOLD)
+        val_loss = float(loss_sum.sum()) / len(y)
         self.last_val = {"val_loss": val_loss, "val_f1": val_f1}
         # the same on every process already; sync_dist keeps Lightning from asking for it
         self.log("val_f1", val_f1, prog_bar=True, sync_dist=True)

@@ -36,15 +36,14 @@ def to_uint8(
     gives for ``channel``, or ``declared_bits``); without either, 16-bit data
     are scaled linearly (0-65535 to 0-255). Floats in 0-1 are scaled
     by 255, other floats are clipped to 0-255. A colour image (H, W, 3 or 4)
-    holding one stain is reduced by taking the maximum over its colour planes,
-    which keeps the stain's intensity whatever colour it was rendered in.
+    holding one stain is reduced to ``channel``'s colour plane (:func:`as_plane`).
 
     >>> to_uint8(np.array([[0, 65535]], dtype=np.uint16)).tolist()
     [[0, 255]]
     >>> to_uint8(np.zeros((2, 2, 3), np.uint8)).shape
     (2, 2)
     """
-    arr = as_plane(image, source)
+    arr = as_plane(image, source, channel)
     if arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1 and (
@@ -72,16 +71,43 @@ def to_uint8(
     raise DataError(f"{source}: unsupported pixel type {arr.dtype}")
 
 
-def as_plane(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.ndarray:
-    """A decoded image as one 2-D plane in its own pixel type: a colour image (H, W, 3 or 4)
-    holding one stain becomes the maximum over its colour planes.
+#: The colour planes (RGB order) each stain is drawn in, in HPAv18 colour JPGs
+#: (``<Id>_red.jpg`` shows microtubules in red, ...): yellow is red + green.
+COLOUR_PLANES: dict[str, tuple[int, ...]] = {"red": (0,), "green": (1,), "blue": (2,), "yellow": (0, 1)}
+
+
+def _colour_to_gray(arr: np.ndarray, channel: str | None) -> np.ndarray:
+    """One plane of an ``(H, W, 3 or 4)`` RGB(A) image: the channel's own colour, else the maximum."""
+    rgb = arr[..., :3]
+    planes = COLOUR_PLANES.get(channel or "")
+    if planes is None:
+        return rgb.max(axis=-1)
+    if len(planes) == 1:
+        return rgb[..., planes[0]]
+    chosen = rgb[..., list(planes)]
+    if np.issubdtype(arr.dtype, np.integer):  # the rounded mean, in the image's own type
+        total = chosen.astype(np.int64).sum(axis=-1)
+        return ((total + len(planes) // 2) // len(planes)).astype(arr.dtype)
+    return chosen.mean(axis=-1).astype(arr.dtype)
+
+
+def as_plane(image: np.ndarray, source: str | os.PathLike[str] = "image", channel: str | None = None) -> np.ndarray:
+    """A decoded image as one 2-D plane in its own pixel type.
+
+    A colour image (H, W, 3 or 4, RGB order) holding one stain, as HPAv18
+    downloads do, becomes the stain's own colour plane when ``channel`` names
+    it (red: R, green: G, blue: B, yellow: the mean of R and G;
+    :data:`COLOUR_PLANES`), otherwise the maximum over its colour planes.
 
     >>> as_plane(np.zeros((2, 2, 3), np.uint16)).shape
     (2, 2)
+    >>> rgb = np.array([[[200, 100, 30]]], np.uint8)
+    >>> [int(as_plane(rgb, channel=c)[0, 0]) for c in ("red", "green", "blue", "yellow", None)]
+    [200, 100, 30, 150, 200]
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].max(axis=-1)
+        arr = _colour_to_gray(arr, channel)
     elif arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     elif arr.ndim == 3 and arr.shape[-1] == 1:
@@ -91,11 +117,12 @@ def as_plane(image: np.ndarray, source: str | os.PathLike[str] = "image") -> np.
     return arr
 
 
-def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
+def read_channel(path: str | os.PathLike[str], channel: str | None = None) -> np.ndarray:
     """Read one channel file as a 2-D uint8 array.
 
     The format is told from the file's first bytes (PNG, JPEG or TIFF), not
-    its name. Header sizes are checked before decoding.
+    its name. Header sizes are checked before decoding. A colour file is
+    reduced to ``channel``'s colour plane (see :func:`as_plane`).
 
     Raises
     ------
@@ -104,7 +131,7 @@ def read_channel(path: str | os.PathLike[str]) -> np.ndarray:
         corrupt, not a PNG, JPEG or TIFF, or not one channel.
     """
     path = Path(path)
-    return decode_channel(read_file(path), path)
+    return decode_channel(read_file(path), path, channel=channel)
 
 
 def decode_channel(
@@ -141,6 +168,8 @@ def decode_raw(data: bytes, source: str | os.PathLike[str] = "image") -> np.ndar
             image = _decode_pillow(data, source)
         if image is None:
             raise DataError(f"{source}: not a readable image (corrupt or truncated?)")
+        if image.ndim == 3 and image.shape[-1] in (3, 4):
+            image = image[..., 2::-1]  # OpenCV decodes colour as BGR(A); to RGB
     else:
         raise DataError(f"{source}: not a PNG, JPEG or TIFF file")
     return image
