@@ -201,13 +201,28 @@ def predict(
 @app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx), or the package zip with --format bioimageio (default: RUNNAME.bioimageio.zip).")] = None,
+    format_: Annotated[str, typer.Option("--format", help="onnx, or bioimageio (a bioimage.io model package for deepImageJ, ilastik, QuPath).")] = "onnx",
+    author: Annotated[Optional[list[str]], typer.Option("--author", help="With --format bioimageio: an author's name (repeatable).")] = None,
+    license_: Annotated[str, typer.Option("--license", help="With --format bioimageio: SPDX licence of the weights.")] = "MIT",
 ) -> None:
-    """Export a run's model to ONNX (dynamic batch), for onnxruntime on machines without a GPU."""
-    from hpa_classify.inference.onnx import export_onnx
+    """Export a run's model to ONNX (dynamic batch), or as a bioimage.io model package."""
     from hpa_classify.inference.runs import open_run
 
-    path = export_onnx(open_run(run), out)
+    if format_ not in ("onnx", "bioimageio"):
+        raise HPAError(f"--format must be onnx or bioimageio, got '{format_}'")
+    r = open_run(run)
+    if format_ == "bioimageio":
+        from hpa_classify.inference.bioimageio import export_bioimageio  # lazy for start-up speed
+
+        path = export_bioimageio(r, out or Path(f"{r.path.resolve().name}.bioimageio.zip"),
+                                 authors=author or ("hpa-classify",), license=license_)
+        console.print(f"wrote {path} (bioimage.io model package: TorchScript and ONNX weights, "
+                      "output 'probabilities' N x 28)")
+        return
+    from hpa_classify.inference.onnx import export_onnx
+
+    path = export_onnx(r, out)
     console.print(f"wrote {path} (input 'image' N x C x S x S float32, normalised; output 'logits' N x 28)")
 
 

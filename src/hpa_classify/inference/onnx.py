@@ -46,20 +46,33 @@ def export_onnx(run: Run, out: str | os.PathLike[str] | None = None, opset: int 
     model = load_model(run, "cpu")
     cfg = run.cfg
     example = torch.zeros(1, len(cfg.data.channels), cfg.data.size, cfg.data.size)
-    with atomic_path(out) as tmp, warnings.catch_warnings():
+    with atomic_path(out) as tmp:
+        write_onnx(model, example, tmp, opset=opset)
+    log.info("exported %s to %s", run.checkpoint, out)
+    return out
+
+
+def write_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | os.PathLike[str],
+    input_name: str = "image",
+    output_name: str = "logits",
+    opset: int = ONNX_OPSET,
+) -> None:
+    """Write ``model`` (traced on ``example``) to the ONNX file ``path``, with a dynamic batch axis."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         torch.onnx.export(
             model,
             (example,),
-            str(tmp),
+            str(path),
             dynamo=False,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
             opset_version=opset,
         )
-    log.info("exported %s to %s", run.checkpoint, out)
-    return out
 
 
 class OnnxModel(nn.Module):
