@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import typing
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -96,7 +96,9 @@ class DataConfig(_Strict):
     )
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     batch_size: int = Field(32, ge=1, le=65536)
-    num_workers: int = Field(2, ge=0, le=1024)
+    num_workers: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = Field(
+        "auto", description="data-loading processes per training process; auto: the cores of this machine "
+        "shared among the processes that run on it (half of that for validation)")
     mean: tuple[float, float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float, float] = DEFAULT_STD
     skip_invalid: bool = False
@@ -221,7 +223,14 @@ class TrainConfig(_Strict):
     )
     channels_last: bool = True
     compile: bool = False
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field(
+        "inductor", description="backend of train.compile: inductor (fast kernels), or aot_eager / eager "
+        "to tell a compiler problem from a model problem")
+    tf32: bool = Field(True, description="TensorFloat-32 matrix products on Ampere and newer GPUs")
     deterministic: bool = False
+    logger: Literal["csv", "tensorboard", "mlflow"] = Field(
+        "csv", description="training curves: metrics.csv alone (csv), or also RUN/tensorboard/ (tensorboard) "
+        "or a local MLflow store in RUN/mlruns/ (mlflow)")
     limit_train_batches: float | int | None = Field(
         None, description="batches per epoch: a count >= 1 (int) or a fraction in (0, 1] (float)"
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import shutil
 from collections.abc import Sequence, Sized
 
 import albumentations as A
@@ -16,6 +19,7 @@ from hpa_classify.classes import CHANNELS, NUM_CLASSES, to_multihot
 from hpa_classify.config import AugmentConfig, DataConfig
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.workers import init_loader_worker
+from hpa_classify.errors import ConfigError
 from hpa_classify.seeding import AUGMENT, SHUFFLE, generators, stream_seed
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,22 @@ def scaled_stats(
     return m, s
 
 
-def normalize(x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+@functools.lru_cache(maxsize=32)
+def device_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], channels: tuple[str, ...], device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`scaled_stats` as float32 tensors on ``device``, made once per device and reused,
+    so that normalising a batch copies nothing from the host (no wait for the GPU).
+
+    >>> a = device_stats((0.1,) * 4, (0.2,) * 4, ("red", "green"), "cpu")
+    >>> a is device_stats((0.1,) * 4, (0.2,) * 4, ("red", "green"), "cpu"), tuple(a[0].shape)
+    (True, (2, 1, 1))
+    """
+    m, s = scaled_stats(mean, std, channels)
+    return torch.as_tensor(m, device=device), torch.as_tensor(s, device=device)
+
+
+def normalize(x: torch.Tensor, mean: np.ndarray | torch.Tensor, std: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(..., C, H, W)`` to float32 ``(x - mean) / std``, on ``x``'s device.
 
     ``mean`` and ``std`` are in 0-255 units, shaped ``(C, 1, 1)`` (see
@@ -84,9 +103,44 @@ def normalize(x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tenso
     ...           np.zeros((2, 1, 1)), np.full((2, 1, 1), 255.0)).flatten().tolist()
     [1.0, 1.0]
     """
-    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device)  # no copy for device_stats' tensors
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device)
     return x.float().sub_(m).div_(s)
+
+
+def loader_workers(setting: int | str, processes: int = 1, validation: bool = False) -> int:
+    """Data-loading processes for one training (or prediction) process.
+
+    ``auto`` shares this machine's cores among the ``processes`` that run on
+    it (a DDP run on 4 GPUs starts 4), and gives validation half as many;
+    a number is taken as it is.
+
+    >>> loader_workers(3), loader_workers("auto", processes=10**6)
+    (3, 0)
+    """
+    if setting != "auto":
+        return int(setting)
+    per_process = (os.cpu_count() or 1) // max(processes, 1)
+    return per_process // 2 if validation else per_process
+
+
+def check_shared_memory(batch_bytes: int, workers: int, prefetch: int = 2, path: str = "/dev/shm") -> None:
+    """Refuse loaders whose batches in flight would not fit in shared memory (``/dev/shm``).
+
+    Worker processes hand batches over through shared memory; a container's
+    default of 64 MiB is soon full, and the loader then dies with a bus error.
+    Nothing is checked where ``path`` does not exist.
+    """
+    if workers <= 0 or not os.path.isdir(path):
+        return
+    need = batch_bytes * workers * prefetch
+    free = shutil.disk_usage(path).free
+    if need > free:
+        raise ConfigError(
+            f"{path} has {free / 2**20:.0f} MiB free, and {workers} loader workers with "
+            f"{batch_bytes / 2**20:.0f} MiB batches need about {need / 2**20:.0f} MiB: lower data.num_workers "
+            "or data.batch_size, or give the container more shared memory (docker run --shm-size=8g)"
+        )
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -261,11 +315,19 @@ class HPADataModule(L.LightningDataModule):
             val, data_cfg.size, data_cfg.mean, data_cfg.std, None, data_cfg.channels, normalize=False
         )
 
+    def _workers(self, validation: bool) -> int:
+        trainer = self.trainer
+        local = int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1
+        workers = loader_workers(self.cfg.num_workers, local, validation)
+        batch_bytes = self.cfg.batch_size * len(self.cfg.channels) * self.cfg.size**2  # uint8
+        check_shared_memory(batch_bytes, workers)
+        return workers
+
     def train_dataloader(self) -> DataLoader:
         drop = len(self.train_set) > self.cfg.batch_size
         sampler = EpochSampler(len(self.train_set), self.seed)
         return make_loader(
-            self.train_set, self.cfg.batch_size, self.cfg.num_workers, False, drop, sampler
+            self.train_set, self.cfg.batch_size, self._workers(False), False, drop, sampler
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -273,10 +335,11 @@ class HPADataModule(L.LightningDataModule):
         sampler = None
         if trainer is not None and trainer.world_size > 1:
             sampler = ShardSampler(self.val_set, trainer.world_size, trainer.global_rank)
-        return make_loader(self.val_set, self.cfg.batch_size, self.cfg.num_workers, False, sampler=sampler)
+        return make_loader(self.val_set, self.cfg.batch_size, self._workers(True), False, sampler=sampler)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):  # type: ignore[override]
         x, y = batch
         if x.dtype == torch.uint8:
-            x = normalize(x, *scaled_stats(self.cfg.mean, self.cfg.std, self.cfg.channels))
+            stats = device_stats(tuple(self.cfg.mean), tuple(self.cfg.std), tuple(self.cfg.channels), str(x.device))
+            x = normalize(x, *stats)
         return x, y

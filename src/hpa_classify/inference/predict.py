@@ -12,7 +12,7 @@ from torch import nn
 
 from hpa_classify.classes import NUM_CLASSES
 from hpa_classify.config import Config
-from hpa_classify.data.dataset import HPADataset, make_loader, normalize, scaled_stats
+from hpa_classify.data.dataset import HPADataset, device_stats, loader_workers, make_loader, normalize
 from hpa_classify.data.layout import Dataset
 from hpa_classify.progress import Progress, track
 
@@ -57,20 +57,21 @@ def predict_probs(
     ds = HPADataset(
         data, cfg.data.size, cfg.data.mean, cfg.data.std, None, cfg.data.channels, normalize=False
     )
-    mean, std = scaled_stats(cfg.data.mean, cfg.data.std, cfg.data.channels)
+    mean, std = device_stats(tuple(cfg.data.mean), tuple(cfg.data.std), tuple(cfg.data.channels), str(device))
     loader = make_loader(
         ds,
         batch_size or cfg.predict.batch_size,
-        cfg.data.num_workers if num_workers is None else num_workers,
+        loader_workers(cfg.data.num_workers if num_workers is None else num_workers),
         shuffle=False,
     )
+    dtype = autocast_dtype(cfg.train.precision, device)
     parts: list[torch.Tensor] = []
     in_flight: deque[torch.cuda.Event] = deque()
     batches = track(loader, f"predicting {len(ds)} images (TTA x{tta})", progress=progress)
     for x, _ in batches:
         x = normalize(x.to(device, non_blocking=True), mean, std)
         # kept on the device: no wait for the GPU after every batch
-        parts.append(predict_batch(model, x, tta, channels_last=use_cuda and cfg.train.channels_last))
+        parts.append(predict_batch(model, x, tta, channels_last=use_cuda and cfg.train.channels_last, dtype=dtype))
         if use_cuda:  # but at most two batches ahead of it
             in_flight.append(torch.cuda.Event())
             in_flight[-1].record()
@@ -81,16 +82,43 @@ def predict_probs(
     return torch.cat(parts).cpu().numpy().astype(np.float32, copy=False)
 
 
-def predict_batch(model: nn.Module, x: torch.Tensor, tta: int = 1, channels_last: bool = False) -> torch.Tensor:
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type prediction runs in, following ``train.precision`` (None: float32).
+
+    ``auto`` is bfloat16 on a GPU that has it (float16 on one that has not)
+    and float32 on the CPU, as in training.
+
+    >>> autocast_dtype("auto", torch.device("cpu")), autocast_dtype("16-mixed", torch.device("cuda"))
+    (None, torch.float16)
+    """
+    if precision == "32":
+        return None
+    if precision == "bf16-mixed":
+        return torch.bfloat16
+    if precision == "16-mixed":
+        return torch.float16
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def predict_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    tta: int = 1,
+    channels_last: bool = False,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """Sigmoid probabilities of one normalised batch ``x``, the mean over the first ``tta`` views.
 
-    Runs in bfloat16 autocast on CUDA; the result stays on ``x``'s device.
+    Runs under autocast to ``dtype`` when given (see :func:`autocast_dtype`);
+    the result stays on ``x``'s device.
     """
     acc = torch.zeros(len(x), NUM_CLASSES, device=x.device)
     for _, view in TTA_VIEWS[:tta]:
         v = view(x)
         if channels_last:
             v = v.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             acc += torch.sigmoid(model(v).float())
     return acc / tta

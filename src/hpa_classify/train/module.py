@@ -60,7 +60,7 @@ class HPAModule(L.LightningModule):
         self._reset_train()
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
-        self._val_loss: list[float] = []
+        self._val_loss: list[torch.Tensor] = []
         self.last_val: dict[str, float] = {}
 
     # -- helpers ------------------------------------------------------------------------
@@ -78,10 +78,6 @@ class HPAModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def on_fit_start(self) -> None:
-        if self._use_channels_last():
-            self.model.to(memory_format=torch.channels_last)
-
     # -- checkpoints ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["hpa_history"] = [dict(row) for row in self.history]
@@ -91,13 +87,17 @@ class HPAModule(L.LightningModule):
 
     # -- training -----------------------------------------------------------------------
     def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
-        torch.manual_seed(stream_seed(self.cfg.seed, STEP, self.global_step))
+        # each process of a distributed run draws its own dropout masks
+        rank = (self.global_rank,) if self.trainer.world_size > 1 else ()
+        torch.manual_seed(stream_seed(self.cfg.seed, STEP, self.global_step, *rank))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits.float(), y)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # reduced on the device and read once per epoch: a per-step value on the progress bar
+        # would wait for the GPU after every step
+        self.log("train_loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True)
         with torch.no_grad():
             pred = binarize_batch(torch.sigmoid(logits.float())).float()
             counts = torch.stack([(pred * y).sum(0), y.sum(0), pred.sum(0)])  # tp, true, predicted
@@ -119,27 +119,42 @@ class HPAModule(L.LightningModule):
         if self.history and self.history[-1]["epoch"] == self.current_epoch + 1:
             return self.history[-1]
         seconds = time.perf_counter() - self._epoch_start
-        tp, n_true, n_pred = self._train_counts.cpu().numpy()
+        counts, loss_sum, n = self._epoch_totals()
+        tp, n_true, n_pred = counts
         row = {
             "epoch": self.current_epoch + 1,
-            "train_loss": float(self._train_loss_sum) / max(self._train_n, 1),
+            "train_loss": loss_sum / max(n, 1),
             "train_f1": float(f1_from_counts(tp, n_true, n_pred).mean()),
             "val_loss": self.last_val.get("val_loss", math.nan),
             "val_f1": self.last_val.get("val_f1", math.nan),
             "lr": float(self.optimizers().param_groups[0]["lr"]),
             "seconds": seconds,
-            "images_per_s": self._train_n / seconds if seconds > 0 else math.nan,
+            "images_per_s": n / seconds if seconds > 0 else math.nan,
         }
         self.history.append(row)
         return row
+
+    def _epoch_totals(self) -> tuple[np.ndarray, float, int]:
+        """This epoch's training counts, loss sum and images, summed over every process."""
+        device = self._train_counts.device
+        packed = torch.cat([
+            self._train_counts.reshape(-1).double(),
+            torch.as_tensor([float(self._train_loss_sum), float(self._train_n)], dtype=torch.float64, device=device),
+        ])
+        if self.trainer.world_size > 1:
+            packed = self.trainer.strategy.reduce(packed.to(self.device), reduce_op="sum")
+        packed = packed.cpu().numpy()
+        counts = packed[: self._train_counts.numel()].reshape(self._train_counts.shape)
+        return counts, float(packed[-2]), int(round(packed[-1]))
 
     # -- validation ---------------------------------------------------------------------
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x).float()
-        self._val_loss.append(float(self.loss_fn(logits, y)) * len(x))
-        self._val_probs.append(torch.sigmoid(logits).cpu())
-        self._val_targets.append(y.cpu())
+        # kept on the device: read back once, at the end of the epoch
+        self._val_loss.append(self.loss_fn(logits, y).detach() * len(x))
+        self._val_probs.append(torch.sigmoid(logits))
+        self._val_targets.append(y)
 
     def _gather_rows(self, t: torch.Tensor) -> torch.Tensor:
         """Every process's rows of ``t`` (their counts may differ by one), rank after rank."""
@@ -154,9 +169,9 @@ class HPAModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_probs:
             return
-        probs = torch.cat(self._val_probs)
-        y = torch.cat(self._val_targets)
-        loss_sum = torch.tensor([float(np.sum(self._val_loss))])
+        probs = torch.cat(self._val_probs).cpu()
+        y = torch.cat(self._val_targets).cpu()
+        loss_sum = torch.stack(self._val_loss).sum().reshape(1).cpu()
         if self.trainer.world_size > 1:
             # each process saw its shard (HPADataModule shards without repeats): score the
             # whole validation set on every process, so that all agree on val_f1 and on

@@ -29,6 +29,7 @@ from hpa_classify.inference.runs import Run, load_model, open_run, read_json
 from hpa_classify.models import build_model
 from hpa_classify.progress import Progress
 from hpa_classify.train.checkpointing import AtomicCheckpointIO
+from hpa_classify.train.loggers import logger_callbacks
 from hpa_classify.train.module import HPAModule
 from hpa_classify.train.rundir import prepare_run_dir, write_env, write_train_prior
 
@@ -51,10 +52,24 @@ class MetricsCSV(Callback):
             write_csv(self.path, pd.DataFrame(pl_module.history, columns=METRIC_COLUMNS))
 
 
+def _on_gpu(cfg: Config) -> bool:
+    return torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda")
+
+
+def _prepare_gpu(cfg: Config, model: torch.nn.Module) -> torch.nn.Module:
+    """TF32 as configured, and channels-last weights set before Lightning wraps the model
+    (DDP's gradient buckets take the strides the parameters have when it wraps them)."""
+    if not _on_gpu(cfg):
+        return model
+    torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
+    torch.backends.cudnn.allow_tf32 = cfg.train.tf32
+    return model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
+
+
 def _precision(cfg: Config) -> str:
     if cfg.train.precision != "auto":
         return cfg.train.precision
-    if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda"):
+    if _on_gpu(cfg):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32"
 
@@ -174,9 +189,12 @@ def _trainer(cfg: Config, run_dir: Path, n_train: int, progress_bar: bool) -> L.
         devices=cfg.train.devices,
         num_nodes=cfg.train.num_nodes,
         precision=_precision(cfg),
-        deterministic=cfg.train.deterministic,
+        # where a kernel has no deterministic version (max pooling's backward on CUDA) warn, not fail
+        deterministic="warn" if cfg.train.deterministic else False,
+        benchmark=not cfg.train.deterministic,
         logger=False,
-        callbacks=[best_checkpoint, last_checkpoint, MetricsCSV(run_dir / "metrics.csv")],
+        callbacks=[best_checkpoint, last_checkpoint, MetricsCSV(run_dir / "metrics.csv"),
+                   *logger_callbacks(cfg, run_dir)],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
@@ -241,11 +259,11 @@ def train_run(
     else:
         _start_run(run_dir, cfg, data, train_set, val_set, force)
 
-    module = HPAModule(model, cfg)
+    module = HPAModule(_prepare_gpu(cfg, model), cfg)
     dm = HPADataModule(train_set, val_set, cfg.data, cfg.augment, seed=cfg.seed)
     trainer = _trainer(cfg, run_dir, len(train_set), progress is not None)
-    if cfg.train.compile:
-        module.model = torch.compile(module.model)  # type: ignore[assignment]
+    if cfg.train.compile:  # in place: parameter names, and so checkpoints, stay those of the network
+        module.model.compile(backend=cfg.train.compile_backend)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")

@@ -24,13 +24,13 @@ from torch import nn
 
 from hpa_classify import __version__
 from hpa_classify.classes import CLASS_NAMES, format_target
-from hpa_classify.data.dataset import normalize, scaled_stats
+from hpa_classify.data.dataset import device_stats, normalize
 from hpa_classify.ensemble import ensemble_thresholds
 from hpa_classify.errors import HPAError, RunError
 from hpa_classify.evaluate.metrics import binarize
 from hpa_classify.inference.members import members
 from hpa_classify.inference.onnx import BACKENDS, load_predictor
-from hpa_classify.inference.predict import TTA_VIEWS, default_device, predict_batch
+from hpa_classify.inference.predict import TTA_VIEWS, autocast_dtype, default_device, predict_batch
 from hpa_classify.inference.runs import Run
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,9 @@ class ServedModel:
         cfg = self.run.cfg
         self.size = cfg.data.size
         self.channels = tuple(cfg.data.channels)
-        self._mean, self._std = scaled_stats(cfg.data.mean, cfg.data.std, cfg.data.channels)
+        self._mean, self._std = device_stats(
+            tuple(cfg.data.mean), tuple(cfg.data.std), tuple(cfg.data.channels), str(self.device))
+        self._dtype = autocast_dtype(cfg.train.precision, self.device) if self.backend == "torch" else None
         self._lock = threading.Lock()  # one batch at a time on the network
 
     @torch.inference_mode()
@@ -65,7 +67,7 @@ class ServedModel:
             x = normalize(torch.from_numpy(images).to(self.device), self._mean, self._std)
             total = torch.zeros(len(x), len(CLASS_NAMES), dtype=torch.float64, device=self.device)
             for network, weight in self.networks:
-                total += weight * predict_batch(network, x, self.tta).double()
+                total += weight * predict_batch(network, x, self.tta, dtype=self._dtype).double()
             return total.cpu().numpy().astype(np.float32)
 
     def decide(self, probs: np.ndarray) -> dict[str, Any]:
