@@ -35,7 +35,7 @@ from hpa_classify.evaluate.thresholds import (
 from hpa_classify.fileio import write_csv, write_json
 from hpa_classify.inference.members import ensemble_probs
 from hpa_classify.inference.probs import probs_frame
-from hpa_classify.inference.runs import Run, read_json
+from hpa_classify.inference.runs import Run, logger_command, logger_dir, read_json
 from hpa_classify.outputs import check_output_folder
 from hpa_classify.progress import Progress
 
@@ -126,8 +126,15 @@ def _own_report(
         run, y, probs, thresholds,
         split=f"{_held_out_kind(run)} (thresholds tuned here: optimistic)",
         ids=ids, image_files=run_image_files(run), out_dir=Path(out_dir or run.path / "report"),
-        metrics_csv=metrics_csv if metrics_csv.is_file() else None,
+        metrics_csv=metrics_csv if metrics_csv.is_file() else None, training_log=_training_log(run),
     )
+
+
+def _training_log(run: Run) -> tuple[Path, str] | None:
+    """The run's TensorBoard or MLflow folder and the command that opens it, when it has one."""
+    folder = logger_dir(run.path, run.cfg.train.logger)
+    command = logger_command(run.path, run.cfg.train.logger)
+    return (folder, command) if folder is not None and command is not None and folder.is_dir() else None
 
 
 def evaluate_held_out(
@@ -168,6 +175,7 @@ def _summarise(
     image_files: dict[str, dict[str, Path]] | None,
     out_dir: Path,
     metrics_csv: Path | None,
+    training_log: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
     """Score ``probs`` every way the summary reports, write ``summary.json`` and the report."""
     cfg = run.cfg
@@ -203,6 +211,7 @@ def _summarise(
         out_dir, table, summary,
         y_true=y_true if figures else None, probs=probs if figures else None, thresholds=thresholds,
         metrics_csv=metrics_csv, title=f"{cfg.name}: evaluation", ids=ids, image_files=image_files,
+        training_log=training_log,
     )
     summary["report"] = str(html)
     return summary

@@ -8,6 +8,7 @@ written atomically.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ def write_report(
     at_least_one: bool = True,
     ids: list[str] | None = None,
     image_files: Mapping[str, Mapping[str, str | os.PathLike[str]]] | None = None,
+    training_log: tuple[str | os.PathLike[str], str] | None = None,
 ) -> Path:
     """Write ``report.html`` and ``report.md`` with summary, figures and per-class table.
 
@@ -85,6 +87,9 @@ def write_report(
         figure of example images with their predictions.
     image_files : mapping, optional
         Id -> channel -> file of those images.
+    training_log : (path-like, str), optional
+        The folder of a run's TensorBoard or MLflow logs and the command that
+        opens it; adds a "Training logs" section that links to the folder.
 
     Returns
     -------
@@ -131,6 +136,8 @@ def write_report(
     for key, path in figures:
         rel = path.relative_to(out).as_posix()
         md += [f"### {FIGURES[key]}", "", f"![{FIGURES[key]}]({rel})", ""]
+    log_md, log_html = _training_log_section(out, training_log)
+    md += log_md
     md += ["## Per-class metrics", "", markdown_table(columns, table_rows), ""]
     write_text(out / "report.md", "\n".join(md))
 
@@ -140,6 +147,7 @@ def write_report(
         "<h2>Figures</h2>",
     ]
     parts += [figure_html(path, FIGURES[key]) for key, path in figures]
+    parts += log_html
     parts += [
         "<h2>Per-class metrics</h2>",
         html_table(columns, table_rows, numeric),
@@ -147,3 +155,22 @@ def write_report(
     html_path = write_text(out / "report.html", html_document(title, parts))
     log.info("wrote report %s (%d figures)", html_path, len(figures))
     return html_path
+
+
+def _training_log_section(
+    out: Path, training_log: tuple[str | os.PathLike[str], str] | None
+) -> tuple[list[str], list[str]]:
+    """Markdown lines and HTML parts of the "Training logs" section (none without logs)."""
+    if training_log is None:
+        return [], []
+    folder, command = Path(training_log[0]), training_log[1]
+    link = Path(os.path.relpath(folder.resolve(), out.resolve())).as_posix() + "/"
+    md = ["## Training logs", "", f"The curves of every epoch are also in [{folder.name}/]({link}); "
+          "open them with", "", "```", command, "```", ""]
+    parts = [
+        "<h2>Training logs</h2>",
+        f'<p>The curves of every epoch are also in <a href="{html.escape(link)}">{html.escape(folder.name)}/</a>; '
+        "open them with</p>",
+        f"<pre><code>{html.escape(command)}</code></pre>",
+    ]
+    return md, parts

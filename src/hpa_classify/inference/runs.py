@@ -28,6 +28,27 @@ log = logging.getLogger(__name__)
 
 #: The class frequencies of a run's training images (the label-prior baseline).
 TRAIN_PRIOR_FILE = "train_prior.json"
+#: The folder in a run where each ``train.logger`` other than ``csv`` keeps its store.
+LOGGER_DIRS = {"tensorboard": "tensorboard", "mlflow": "mlruns"}
+
+
+def logger_dir(run_dir: str | Path, logger: str) -> Path | None:
+    """Where the logger ``logger`` (``train.logger``) of a run keeps its curves; None for csv.
+
+    >>> logger_dir("runs/a", "tensorboard").as_posix(), logger_dir("runs/a", "csv")
+    ('runs/a/tensorboard', None)
+    """
+    return Path(run_dir) / LOGGER_DIRS[logger] if logger in LOGGER_DIRS else None
+
+
+def logger_command(run_dir: str | Path, logger: str) -> str | None:
+    """The command that opens a run's training logs in the logger's own viewer; None for csv."""
+    folder = logger_dir(run_dir, logger)
+    if folder is None:
+        return None
+    if logger == "tensorboard":
+        return f"tensorboard --logdir {folder.resolve()}"
+    return f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {folder.resolve().as_uri()}"
 
 
 @dataclass
