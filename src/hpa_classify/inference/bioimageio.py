@@ -77,7 +77,7 @@ def class_ids(names: Sequence[str] = CLASS_NAMES) -> list[str]:
     return [re.sub(r"[^a-z0-9]+", "_", n.lower()).strip("_") for n in names]
 
 
-def test_sample(run: Run, seed: int = 0) -> np.ndarray:
+def example_field(run: Run, seed: int = 0) -> np.ndarray:
     """A synthetic field at the run's size: uint8 ``(4, S, S)``, channels red, green, blue, yellow."""
     return render_sample(list(TEST_LABELS), run.cfg.data.size, np.random.default_rng(seed))
 
@@ -100,7 +100,7 @@ def export_bioimageio(
     sample : ndarray, optional
         The test input, uint8 ``(4, S, S)`` in the order red, green, blue,
         yellow at the run's ``data.size``; default: a synthetic field
-        (:func:`test_sample`).
+        (:func:`example_field`).
     authors : sequence of str
         Names for the description's ``authors``.
     license : str
@@ -113,7 +113,7 @@ def export_bioimageio(
     """
     out = Path(out)
     check_output_files([out], protected=[run.path])
-    sample = test_sample(run) if sample is None else np.asarray(sample, np.uint8)
+    sample = example_field(run) if sample is None else np.asarray(sample, np.uint8)
     size = run.cfg.data.size
     if sample.shape != (len(CHANNELS), size, size):
         raise RunError(f"the test sample is {sample.shape}, the run needs {(len(CHANNELS), size, size)}")
