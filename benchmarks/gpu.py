@@ -9,12 +9,14 @@ Run by ``benchmarks/gpu.sh`` (one command, a few minutes on one GPU)::
 For each model, in one process on one GPU:
 
 * **train, pure compute**: the network (``build_model``, channels_last) on a
-  random uint8 batch already on the GPU, normalised there, bf16 autocast,
-  BCE loss, AdamW step;
-* **train, pipeline**: ``HPAModule`` + ``HPADataModule`` in a Lightning
-  ``Trainer`` (``bf16-mixed``) reading a packed cache of synthetic 512 px
-  images with the training augmentations on, one data-loader worker per
-  core, pinned memory, persistent workers;
+  random batch normalised once and kept on the GPU (no copy in the timed
+  loop), bf16 autocast, BCE loss, AdamW step;
+* **train, pipeline**: what ``hpa train`` runs: ``prepare_module`` +
+  ``HPADataModule`` in a Lightning ``Trainer`` with ``trainer_settings`` (the
+  same precision, cuDNN benchmark and determinism) and its progress bar,
+  reading a packed cache of synthetic 512 px images with the training
+  augmentations on, ``data.num_workers=auto`` workers, pinned memory,
+  persistent workers;
 * **predict, pure compute**: the network in eval mode, bf16 autocast, on a
   random batch already on the GPU;
 * **predict, pipeline**: :func:`hpa_classify.inference.predict.predict_probs` on the
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -59,7 +60,7 @@ class _RandomBatch:
     """A network and a random uint8 batch on ``device``, for timing compute alone.
 
     ``inputs()`` normalises the batch as training does (channels-last on CUDA
-    when the config asks), so the timed loop pays the same per-step work.
+    when the config asks); the pure-compute loops call it once, before timing.
     """
 
     def __init__(self, cfg, device: torch.device, batch: int) -> None:
@@ -77,6 +78,7 @@ class _RandomBatch:
         self.xb = torch.randint(0, 256, (batch, len(cfg.data.channels), s, s), dtype=torch.uint8, device=device)
 
     def inputs(self) -> torch.Tensor:
+        """The batch normalised once, already on the device: the timed loop copies nothing."""
         x = self.normalize(self.xb, self.mean, self.std)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -99,14 +101,17 @@ def _timed(device: torch.device, step, warm: int, steps: int, batch: int) -> flo
 def pure_train(cfg, device: torch.device, batch: int, warm: int, steps: int) -> float:
     """Images/s of training steps on a random batch already on the device."""
     rb = _RandomBatch(cfg, device, batch)
-    model = torch.compile(rb.model) if cfg.train.compile else rb.model
+    model = rb.model
+    if cfg.train.compile:
+        model.compile(backend=cfg.train.compile_backend)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     y = (torch.rand(batch, 28, device=device) < 0.1).float()
+    x = rb.inputs()
 
     def step() -> None:
         with rb.autocast():
-            logits = model(rb.inputs())
+            logits = model(x)
         loss = loss_fn(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -122,7 +127,7 @@ def pipeline_train(cfg, data, warm: int, steps: int, accelerator: str) -> float:
 
     from hpa_classify.data.dataset import HPADataModule
     from hpa_classify.models import build_model
-    from hpa_classify.train.module import HPAModule
+    from hpa_classify.train.single import prepare_module, trainer_settings
 
     class Timer(Callback):
         t0 = t1 = 0.0
@@ -136,20 +141,17 @@ def pipeline_train(cfg, data, warm: int, steps: int, accelerator: str) -> float:
             _sync(pl_module.device)
             self.t1 = time.perf_counter()
 
-    model = build_model(cfg.model.name, "none", channels=cfg.data.channels)
-    module = HPAModule(model, cfg)
-    if cfg.train.compile:
-        module.model = torch.compile(module.model)  # type: ignore[assignment]
+    module = prepare_module(cfg, build_model(cfg.model.name, "none", channels=cfg.data.channels))
     dm = HPADataModule(data, data.subset(range(min(len(data), 64))), cfg.data, cfg.augment)
     timer = Timer()
+    # the Trainer settings of hpa train (precision, cuDNN benchmark, determinism), and its
+    # progress bar: what a user's run pays, per-step refreshes included
     trainer = L.Trainer(
+        **{**trainer_settings(cfg), "accelerator": accelerator, "devices": 1, "num_nodes": 1},
         max_steps=warm + steps,
-        accelerator=accelerator,
-        devices=1,
-        precision="bf16-mixed" if accelerator == "gpu" else "32",
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=True,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
@@ -163,10 +165,11 @@ def pure_predict(cfg, device: torch.device, batch: int, warm: int, steps: int) -
     """Images/s of inference on a random batch already on the device."""
     rb = _RandomBatch(cfg, device, batch)
     model = rb.model.eval()
+    x = rb.inputs()
 
     def step() -> None:
         with rb.autocast():
-            torch.sigmoid(model(rb.inputs()).float())
+            torch.sigmoid(model(x).float())
 
     with torch.inference_mode():
         return _timed(device, step, warm, steps, batch)
@@ -199,6 +202,12 @@ def pipeline_predict(cfg, data, device: torch.device, batch: int, warm: int, wor
     return model.images / (time.perf_counter() - model.t0)
 
 
+def _row(r: dict) -> str:
+    return (f"| {r['model']} | {r['train_pure']:,.0f} | {r['train_pipe']:,.0f} | "
+            f"{r['train_pipe'] / r['train_pure']:.2f} | {r['pred_pure']:,.0f} | {r['pred_pipe']:,.0f} | "
+            f"{r['pred_pipe'] / r['pred_pure']:.2f} | {r['train_pipe_mem']:.1f} / {r['pred_pipe_mem']:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="resnet34,densenet121")
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=512, help="distinct synthetic samples in the pack (default 512)")
     p.add_argument("--steps", type=int, default=60, help="timed training steps (default 60)")
     p.add_argument("--warm", type=int, default=10, help="warm-up steps, not timed (default 10)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="data-loader workers")
+    p.add_argument("--workers", default="auto", help="data-loader workers (default auto: as hpa train, one per core)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (train.compile)")
     p.add_argument("--work", type=Path, help="folder for the synthetic data and the pack (default: temp)")
     p.add_argument("--dry-run", action="store_true", help="tiny, on the CPU: checks that the code runs")
@@ -224,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     else:
         device, accelerator = torch.device("cuda"), "gpu"
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    from hpa_classify.data.dataset import check_shared_memory, loader_workers
+
+    args.workers = loader_workers(args.workers)
+    check_shared_memory(max(args.batch, args.predict_batch) * 4 * args.size**2, args.workers)
 
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -275,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         r["pred_pipe"] = pipeline_predict(cfg, predict_set, device, args.predict_batch, args.warm, args.workers)
         r["pred_pipe_mem"] = _peak_gib(device)
         rows.append(r)
+        print(_row(r), flush=True)  # at once: a run cut short by its timeout keeps what it measured
         print(f"{model_name} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nGPU throughput on {name}, {args.size} px, bf16 autocast, channels_last, "
@@ -285,9 +296,7 @@ def main(argv: list[str] | None = None) -> int:
           "predict, pure compute (img/s) | predict, pipeline (img/s) | ratio | peak GPU memory train / predict (GiB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['model']} | {r['train_pure']:,.0f} | {r['train_pipe']:,.0f} | "
-              f"{r['train_pipe'] / r['train_pure']:.2f} | {r['pred_pure']:,.0f} | {r['pred_pipe']:,.0f} | "
-              f"{r['pred_pipe'] / r['pred_pure']:.2f} | {r['train_pipe_mem']:.1f} / {r['pred_pipe_mem']:.1f} |")
+        print(_row(r))
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -19,7 +19,8 @@ def test_gpu_benchmark_dry_run_on_the_cpu(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     table = [line for line in result.stdout.splitlines() if line.startswith("| resnet18 |")]
-    assert len(table) == 1 and table[0].count("|") == 9
+    # each row is printed as soon as it is measured, then again in the table at the end
+    assert len(table) == 2 and table[0] == table[1] and table[0].count("|") == 9
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

@@ -7,6 +7,7 @@ import math
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pandas as pd
@@ -64,6 +65,29 @@ def _prepare_gpu(cfg: Config, model: torch.nn.Module) -> torch.nn.Module:
     torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
     torch.backends.cudnn.allow_tf32 = cfg.train.tf32
     return model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
+
+
+def trainer_settings(cfg: Config) -> dict[str, Any]:
+    """The Trainer arguments that decide how fast and how exactly a run trains (shared with
+    the GPU benchmark, so that it measures what ``hpa train`` runs)."""
+    return {
+        "accelerator": cfg.train.accelerator,
+        "devices": cfg.train.devices,
+        "num_nodes": cfg.train.num_nodes,
+        "precision": _precision(cfg),
+        # where a kernel has no deterministic version (max pooling's backward on CUDA) warn, not fail
+        "deterministic": "warn" if cfg.train.deterministic else False,
+        "benchmark": not cfg.train.deterministic,
+    }
+
+
+def prepare_module(cfg: Config, model: torch.nn.Module) -> HPAModule:
+    """The LightningModule of ``model``: GPU memory format and TF32 set, compiled in place
+    when ``train.compile`` asks (parameter names, and so checkpoints, stay the network's)."""
+    module = HPAModule(_prepare_gpu(cfg, model), cfg)
+    if cfg.train.compile:
+        module.model.compile(backend=cfg.train.compile_backend)
+    return module
 
 
 def _precision(cfg: Config) -> str:
@@ -185,13 +209,7 @@ def _trainer(cfg: Config, run_dir: Path, n_train: int, progress_bar: bool) -> L.
     )
     return L.Trainer(
         max_epochs=cfg.train.epochs,
-        accelerator=cfg.train.accelerator,
-        devices=cfg.train.devices,
-        num_nodes=cfg.train.num_nodes,
-        precision=_precision(cfg),
-        # where a kernel has no deterministic version (max pooling's backward on CUDA) warn, not fail
-        deterministic="warn" if cfg.train.deterministic else False,
-        benchmark=not cfg.train.deterministic,
+        **trainer_settings(cfg),
         logger=False,
         callbacks=[best_checkpoint, last_checkpoint, MetricsCSV(run_dir / "metrics.csv"),
                    *logger_callbacks(cfg, run_dir)],
@@ -259,11 +277,9 @@ def train_run(
     else:
         _start_run(run_dir, cfg, data, train_set, val_set, force)
 
-    module = HPAModule(_prepare_gpu(cfg, model), cfg)
+    module = prepare_module(cfg, model)
     dm = HPADataModule(train_set, val_set, cfg.data, cfg.augment, seed=cfg.seed)
     trainer = _trainer(cfg, run_dir, len(train_set), progress is not None)
-    if cfg.train.compile:  # in place: parameter names, and so checkpoints, stay those of the network
-        module.model.compile(backend=cfg.train.compile_backend)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
