@@ -27,8 +27,14 @@ from hpa_classify.errors import ConfigError
 MIN_SIZE = 32
 
 
-def _draw_green(fld: Field, ids: list[int], rng: np.random.Generator) -> np.ndarray:
-    """The protein: each class's pattern at its own strength, times each cell's expression."""
+def _draw_green(
+    fld: Field, ids: list[int], rng: np.random.Generator, keep: dict[int, np.ndarray] | None = None
+) -> np.ndarray:
+    """The protein: each class's pattern at its own strength, times each cell's expression.
+
+    ``keep``, when given, receives each class's drawing (at the drawing
+    resolution, before strength and expression); the draws are the same either way.
+    """
     green = np.zeros((fld.size, fld.size), np.float32)
     amps = rng.uniform(0.45, 1.0, len(ids))
     if ids:
@@ -38,6 +44,8 @@ def _draw_green(fld: Field, ids: list[int], rng: np.random.Generator) -> np.ndar
         pattern = green_pattern(c)(fld, rng).astype(np.float32)
         if c in NUCLEAR_CLASSES:
             pattern = pattern + 0.15 * meta  # the nucleus has dispersed in mitosis
+        if keep is not None:
+            keep[int(c)] = pattern
         green += a * pattern
     green *= fld.per_cell([c.expression for c in fld.cells], background=1.0)
     inside = fld.lab > 0
@@ -72,9 +80,12 @@ def _photograph(
 
 
 def render_field(
-    labels: Sequence[int], size: int, rng: np.random.Generator
+    labels: Sequence[int], size: int, rng: np.random.Generator, patterns: dict[int, np.ndarray] | None = None
 ) -> tuple[np.ndarray, Field]:
-    """Render a field; also return its geometry (at the drawing resolution)."""
+    """Render a field; also return its geometry (at the drawing resolution).
+
+    ``patterns``, when given, receives each class's green drawing (see :func:`_draw_green`).
+    """
     work = 2 * size if size <= 192 else size
     fld = build_field(labels, work, rng)
     draw_microtubules(fld, rng)
@@ -83,7 +94,7 @@ def render_field(
     yellow = er * fld.per_cell([c.yellow for c in fld.cells])
     blue = render_blue(fld, rng)
     ids = sorted(set(int(c) for c in labels))
-    green = _draw_green(fld, ids, rng)
+    green = _draw_green(fld, ids, rng, patterns)
     return _photograph(fld, (red, green, blue, yellow), bool(ids), size, rng), fld
 
 

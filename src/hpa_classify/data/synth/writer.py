@@ -17,6 +17,7 @@ import numpy as np
 from hpa_classify.classes import CHANNELS, CLASS_NAMES, format_target
 from hpa_classify.data.synth.image import MIN_SIZE, render_field, render_sample
 from hpa_classify.data.synth.labels import class_counts, sample_labels
+from hpa_classify.data.synth.regions import pattern_regions
 from hpa_classify.data.synth.truth import cell_targets, true_labels
 from hpa_classify.data.workers import process_pool, worker_count
 from hpa_classify.errors import ConfigError, DataError
@@ -36,8 +37,8 @@ _SPLITS = {"train": 0, "test": 1}
 MASKS_DIR = "masks"
 CELL_LABELS = "cell_labels.csv"
 
-#: One image to render: out_dir, split, index, sample id, labels, size, seed, masks.
-_Task = tuple[str, str, int, str, list[int], int, int, bool]
+#: One image to render: out_dir, split, index, sample id, labels, size, seed, masks, pattern masks.
+_Task = tuple[str, str, int, str, list[int], int, int, bool, bool]
 
 #: One cell of the true labels: sample id, cell id, its Target.
 _CellRow = tuple[str, int, str]
@@ -72,16 +73,25 @@ def _ids(split: str, n: int) -> list[str]:
 
 def _write_one(task: _Task) -> list[_CellRow]:
     """Render and write one image (and its true labels when asked); returns its cells' rows."""
-    out_dir, split, index, sample_id, labels, size, seed, masks = task
+    out_dir, split, index, sample_id, labels, size, seed, masks, pattern_masks = task
     rng = image_rng(seed, split, index)
     # the same draws either way: the truth is read from the geometry, not drawn
-    image, fld = render_field(labels, size, rng) if masks else (render_sample(labels, size, rng), None)
+    drawings: dict[int, np.ndarray] | None = {} if pattern_masks else None
+    if masks or pattern_masks:
+        image, fld = render_field(labels, size, rng, drawings)
+    else:
+        image, fld = render_sample(labels, size, rng), None
     folder = Path(out_dir) / split
     for channel, plane in zip(CHANNELS, image, strict=True):
         path = folder / f"{sample_id}_{channel}.png"
         if not cv2.imwrite(str(path), plane):
             raise DataError(f"could not write {path}")
-    if fld is None:
+    if fld is not None and drawings is not None:
+        for c, region in pattern_regions(drawings, fld, size).items():
+            path = Path(out_dir) / MASKS_DIR / f"{sample_id}_pattern_{c}.png"
+            if not cv2.imwrite(str(path), region.astype(np.uint8) * 255):
+                raise DataError(f"could not write {path}")
+    if fld is None or not masks:
         return []
     nuclei, cells, cell_index = true_labels(fld, size)
     for kind, plane in (("nuclei", nuclei), ("cells", cells)):
@@ -216,6 +226,7 @@ def generate(
     workers: int | None = None,
     progress: Progress | None = None,
     masks: bool = False,
+    pattern_masks: bool = False,
 ) -> SynthSummary:
     """Write a synthetic HPA dataset in the Kaggle 2018 layout.
 
@@ -253,6 +264,11 @@ def generate(
         and its nucleus share one id, as ``hpa segment`` writes them), and
         ``masks/cell_labels.csv`` (``Id,cell,Target``: the classes each cell
         shows). The images are the same bytes with or without.
+    pattern_masks : bool
+        Also write where each class's green pattern lies:
+        ``masks/{Id}_pattern_{class}.png`` (uint8, 255 inside), one per class of
+        the image (:func:`~hpa_classify.data.synth.regions.pattern_regions`).
+        The images are the same bytes with or without.
 
     Returns
     -------
@@ -286,12 +302,14 @@ def generate(
     }
     if masks:  # recorded only when asked, so that the record of a plain dataset is unchanged
         params["masks"] = MASKS_DIR
+    if pattern_masks:  # likewise
+        params["pattern_masks"] = MASKS_DIR
     _prepare(out_dir, params)
-    if masks:
+    if masks or pattern_masks:
         (out_dir / MASKS_DIR).mkdir(exist_ok=True)
 
     tasks: list[_Task] = [
-        (str(out_dir), split, i, sid, lab, size, seed, masks)
+        (str(out_dir), split, i, sid, lab, size, seed, masks, pattern_masks)
         for split in _SPLITS
         for i, (sid, lab) in enumerate(zip(ids[split], labels[split], strict=True))
     ]
