@@ -13,6 +13,7 @@ from hpa_classify.cli import run_commands  # noqa: F401
 from hpa_classify.cli import experiment_commands  # noqa: F401
 from hpa_classify.cli import cells_commands  # noqa: F401
 from hpa_classify.cli import serve_command  # noqa: F401
+from hpa_classify.cli import explain_commands  # noqa: F401
 from hpa_classify.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,105 @@
+"""Commands that explain a run: explain (Grad-CAM), embed (features, UMAP), neighbours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hpa_classify.cli.app import DataArg, ImagesOpt, SkipOpt, app, console, load_data, progress_bars
+
+RunArg = Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")]
+SplitOpt = Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+
+
+def _device(text: Optional[str]):
+    import torch  # lazy for start-up speed: 'hpa --help' loads no torch
+
+    return torch.device(text) if text else None
+
+
+def _split(text: Optional[str]) -> list[str]:
+    return [p for part in (text or "").split(",") for p in [part.strip()] if p]
+
+
+@app.command()
+def explain(
+    run: RunArg,
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for explain.html.")],
+    ids: Annotated[Optional[str], typer.Option("--ids", help="Comma-separated Ids (default: every image).")] = None,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="Comma-separated class numbers (default: the predicted ones).")] = None,
+    images: ImagesOpt = None,
+    split: SplitOpt = "train",
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = None,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """Class activation maps (Grad-CAM) of the predicted or given classes, over the composite and the green channel."""
+    # lazy for start-up speed: data are checked before torch loads
+    from hpa_classify.classes import NUM_CLASSES
+    from hpa_classify.explain.page import explain_run
+    from hpa_classify.inference.runs import open_run
+
+    wanted = [int(c) for c in _split(classes)]
+    if any(not 0 <= c < NUM_CLASSES for c in wanted):
+        raise typer.BadParameter(f"classes are 0-{NUM_CLASSES - 1}", param_hint="--classes")
+    ds = load_data(data, images, split, skip_invalid, data_cfg=open_run(run).cfg.data)
+    result = explain_run(run, ds, out, ids=_split(ids) or None, classes=wanted or None,
+                         batch_size=batch_size, device=_device(device), progress=progress_bars())
+    n_maps = sum(len(c) for c in result.classes)
+    console.print(f"{n_maps} maps of {len(result.ids)} images: {result.page}")
+
+
+@app.command()
+def embed(
+    run: RunArg,
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for embedding.npz, embedding.h5ad, umap.png, umap.html.")],
+    images: ImagesOpt = None,
+    split: SplitOpt = "train",
+    no_umap: Annotated[bool, typer.Option("--no-umap", help="Write the features only.")] = False,
+    batch_size: BatchOpt = 16,
+    device: DeviceOpt = None,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """Pooled features of every image (NumPy and AnnData), a UMAP as PNG and as an interactive page."""
+    # lazy for start-up speed: data are checked before torch loads
+    from hpa_classify.explain.embed import embed_dataset
+    from hpa_classify.inference.runs import open_run
+
+    ds = load_data(data, images, split, skip_invalid, data_cfg=open_run(run).cfg.data)
+    written = embed_dataset(run, ds, out, batch_size=batch_size, with_umap=not no_umap,
+                            device=_device(device), progress=progress_bars())
+    for kind, path in written.items():
+        console.print(f"{kind}: {path}")
+
+
+@app.command()
+def neighbours(
+    run: RunArg,
+    data: DataArg,
+    sample_id: Annotated[str, typer.Option("--id", help="Id of the query image.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many neighbours.")] = 8,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Contact sheet PNG (default: neighbours_ID.png).")] = None,
+    images: ImagesOpt = None,
+    split: SplitOpt = "train",
+    batch_size: BatchOpt = 16,
+    device: DeviceOpt = None,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """The k images most like one image, by cosine similarity of the run's features, as a contact sheet."""
+    # lazy for start-up speed: data are checked before torch loads
+    from hpa_classify.explain.embed import neighbours_sheet
+    from hpa_classify.inference.runs import open_run
+
+    ds = load_data(data, images, split, skip_invalid, data_cfg=open_run(run).cfg.data)
+    png = out or Path(f"neighbours_{sample_id}.png")
+    found = neighbours_sheet(run, ds, sample_id, png, k=k, batch_size=batch_size,
+                             device=_device(device), progress=progress_bars())
+    for other, sim in found:
+        console.print(f"{other}\t{sim:.4f}")
+    console.print(f"contact sheet: {png}")
