@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 _CSS = """
 .sample { margin: 1.5em 0; border-top: 1px solid #ddd; padding-top: .5em; }
 .maps { display: flex; flex-wrap: wrap; gap: 8px; }
-.maps figure { margin: 0; }
+.maps figure { margin: 0; width: 192px; }
 .maps img { width: 192px; height: 192px; image-rendering: pixelated; }
 """
 
