@@ -49,7 +49,8 @@ def multihot(targets: Iterable[str]) -> np.ndarray:
 
 def read_probs_table(path: Path) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """``Id``s, float32 probabilities ``p00..p27`` and (if there) labels of a probabilities CSV."""
-    frame = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
+    # round_trip: pandas' default float parser can be one unit in the last place off
+    frame = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False, float_precision="round_trip")
     labels = multihot(frame["Target"]) if "Target" in frame else None
     return frame["Id"].tolist(), frame[PROB_COLUMNS].to_numpy(np.float32), labels
 

@@ -234,3 +234,22 @@ def test_data_module_batches(tmp_path: Path) -> None:
     [(xv, yv)] = list(dm.val_dataloader())
     assert xv.shape == (1, 4, 32, 32)
     assert yv[0].nonzero().flatten().tolist() == [5]
+
+
+def test_distributed_validation_reads_each_image_once(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hpa_classify.errors import DataError
+
+    csv_path = tmp_path / "labels.csv"
+    make_dataset(csv_path, tmp_path, n=6, size=12)
+    ds = load_dataset(csv_path)
+    dm = HPADataModule(ds.subset([0]), ds.subset(range(1, 6)), DataConfig(size=32, num_workers=0), AugmentConfig())
+    shares = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        shares.append(list(dm.val_dataloader().sampler))
+    assert shares == [[0, 2, 4], [1, 3]]  # 5 images, none repeated to even out the shares
+    dm.trainer = SimpleNamespace(world_size=6, global_rank=0)
+    with pytest.raises(DataError, match="5 images for 6 processes"):
+        dm.val_dataloader()

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
@@ -67,8 +68,19 @@ def test_train_and_val_f1_equal_sklearn_at_half_with_the_fallback(tmp_path: Path
     )
     row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
     # probabilities >= 0.5 are logits >= 0 (and the top probability is the top logit)
-    assert row["train_f1"] == ref_macro_f1(y_train.numpy(), x_train.numpy(), 0.0)
-    assert row["val_f1"] == ref_macro_f1(y_val.numpy(), x_val.numpy(), 0.0)
+    assert row["train_f1"] == pytest.approx(ref_macro_f1(y_train.numpy(), x_train.numpy(), 0.0), abs=1e-12)
+    assert row["val_f1"] == pytest.approx(ref_macro_f1(y_val.numpy(), x_val.numpy(), 0.0), abs=1e-12)
     # and the F1 of '> 0.5' without the fallback, as before, is another number
     strict = (x_val.numpy() > 0).astype(int)
     assert row["val_f1"] != f1_score(y_val.numpy(), strict, average="macro", zero_division=0)
+
+
+def test_a_diverged_model_scores_nan_and_is_never_the_best(tmp_path: Path) -> None:
+    x_val, y_val = logits_and_labels(8, seed=4)
+    x_val[3, 5] = float("nan")
+    cfg = load_config(None, ["train.accelerator=cpu", "train.precision='32'", "train.epochs=1"])
+    module = HPAModule(LogitsAreInputs(), cfg)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(module, DataLoader(TensorDataset(x_val, y_val), batch_size=8), verbose=False)
+    assert np.isnan(module.last_val["val_f1"])

@@ -19,7 +19,7 @@ from hpa_classify.classes import CHANNELS, NUM_CLASSES, to_multihot
 from hpa_classify.config import AugmentConfig, DataConfig
 from hpa_classify.data.layout import Dataset
 from hpa_classify.data.workers import init_loader_worker
-from hpa_classify.errors import ConfigError
+from hpa_classify.errors import ConfigError, DataError
 from hpa_classify.seeding import AUGMENT, SHUFFLE, generators, stream_seed
 
 log = logging.getLogger(__name__)
@@ -186,8 +186,9 @@ class ShardSampler(torch.utils.data.DistributedSampler):
     (torch's ``DistributedSampler``) repeats samples so that every process
     gets as many; the repeats would count twice in the validation loss and
     F1. Here the processes' shares differ by at most one sample, which
-    validation allows (nothing is synchronised per step). Being a
-    ``DistributedSampler``, Lightning keeps it as it is.
+    validation allows (only the first step synchronises, so every process
+    needs one sample). Being a ``DistributedSampler``, Lightning keeps it as
+    it is.
 
     >>> [list(ShardSampler(range(5), world, rank)) for world, rank in ((2, 0), (2, 1))]
     [[0, 2, 4], [1, 3]]
@@ -334,6 +335,11 @@ class HPADataModule(L.LightningDataModule):
         trainer = self.trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:
+            if len(self.val_set) < trainer.world_size:  # a process without images would hang the others
+                raise DataError(
+                    f"the validation split has {len(self.val_set)} images for {trainer.world_size} "
+                    "processes; raise data.val_fraction or use fewer devices"
+                )
             sampler = ShardSampler(self.val_set, trainer.world_size, trainer.global_rank)
         return make_loader(self.val_set, self.cfg.batch_size, self._workers(True), False, sampler=sampler)
 

@@ -177,7 +177,10 @@ class HPAModule(L.LightningModule):
             # whole validation set on every process, so that all agree on val_f1 and on
             # which checkpoint is best
             probs, y, loss_sum = (self._gather_rows(t) for t in (probs, y, loss_sum))
-        val_f1, _ = thresholded_macro_f1(y.numpy(), probs.numpy(), EPOCH_F1_THRESHOLD)
+        if torch.isfinite(probs).all():
+            val_f1, _ = thresholded_macro_f1(y.numpy(), probs.numpy(), EPOCH_F1_THRESHOLD)
+        else:  # a diverged model: no score, and never the best checkpoint
+            val_f1 = math.nan
         val_loss = float(loss_sum.sum()) / len(y)
         self.last_val = {"val_loss": val_loss, "val_f1": val_f1}
         # the same on every process already; sync_dist keeps Lightning from asking for it
