@@ -14,10 +14,15 @@ from sklearn.neighbors import KNeighborsClassifier
 def pointing_hit(cam: np.ndarray, region: np.ndarray) -> bool:
     """Whether the map's maximum falls inside ``region`` (boolean, same shape).
 
+    A constant map (Grad-CAM all zero: no channel speaks for the class) points
+    nowhere and is a miss.
+
     >>> cam = np.zeros((3, 3)); cam[1, 2] = 1; region = np.zeros((3, 3), bool); region[1, 2] = True
-    >>> pointing_hit(cam, region), pointing_hit(cam, ~region)
-    (True, False)
+    >>> pointing_hit(cam, region), pointing_hit(cam, ~region), pointing_hit(0 * cam, region | True)
+    (True, False, False)
     """
+    if np.ptp(cam) == 0:
+        return False
     y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
     return bool(region[y, x])
 
