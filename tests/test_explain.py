@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
+from test_render import CHROMIUM, needs_chromium, screenshot
 from typer.testing import CliRunner
 
 from hpa_classify.cli import app
@@ -19,7 +20,6 @@ from hpa_classify.explain.cam import grad_cam, load_batch, pooled_features
 from hpa_classify.explain.embed import embed_dataset, neighbours_sheet
 from hpa_classify.inference.runs import load_model, open_run
 from hpa_classify.models.factory import build_model
-from test_render import CHROMIUM, needs_chromium, screenshot
 
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_byobnet"])

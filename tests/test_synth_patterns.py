@@ -15,7 +15,7 @@ def _images(root: Path) -> dict[str, bytes]:
 
 
 def test_pattern_masks_beside_the_same_images(tmp_path: Path) -> None:
-    kw = dict(n_train=6, n_test=2, size=48, seed=5, min_per_class=0, workers=1)
+    kw = {"n_train": 6, "n_test": 2, "size": 48, "seed": 5, "min_per_class": 0, "workers": 1}
     plain, marked = tmp_path / "plain", tmp_path / "marked"
     generate(plain, **kw)
     generate(marked, pattern_masks=True, **kw)

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from hpa_classify.cli.app import DataArg, ImagesOpt, SkipOpt, app, console, load_data, progress_bars
+from hpa_classify.cli.app import (
+    DataArg,
+    ImagesOpt,
+    SkipOpt,
+    app,
+    console,
+    load_data,
+    progress_bars,
+)
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")]
 SplitOpt = Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 
 
-def _device(text: Optional[str]):
+def _device(text: str | None):
     import torch  # lazy for start-up speed: 'hpa --help' loads no torch
 
     return torch.device(text) if text else None
 
 
-def _split(text: Optional[str]) -> list[str]:
+def _split(text: str | None) -> list[str]:
     return [p for part in (text or "").split(",") for p in [part.strip()] if p]
 
 
@@ -30,8 +38,8 @@ def explain(
     run: RunArg,
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for explain.html.")],
-    ids: Annotated[Optional[str], typer.Option("--ids", help="Comma-separated Ids (default: every image).")] = None,
-    classes: Annotated[Optional[str], typer.Option("--classes", help="Comma-separated class numbers (default: the predicted ones).")] = None,
+    ids: Annotated[str | None, typer.Option("--ids", help="Comma-separated Ids (default: every image).")] = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="Comma-separated class numbers (default: the predicted ones).")] = None,
     images: ImagesOpt = None,
     split: SplitOpt = "train",
     batch_size: BatchOpt = 8,
@@ -84,7 +92,7 @@ def neighbours(
     data: DataArg,
     sample_id: Annotated[str, typer.Option("--id", help="Id of the query image.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many neighbours.")] = 8,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Contact sheet PNG (default: neighbours_ID.png).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Contact sheet PNG (default: neighbours_ID.png).")] = None,
     images: ImagesOpt = None,
     split: SplitOpt = "train",
     batch_size: BatchOpt = 16,

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata
+import cv2
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import cv2
 import torch
 import umap
 from matplotlib import colormaps
