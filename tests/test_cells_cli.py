@@ -10,7 +10,8 @@ import pytest
 import tifffile
 
 from cell_fields import draw_field, write_dataset
-from conftest import SHARED_DATA, hpa
+from conftest import hpa
+from helpers import SHARED_DATA
 from hpa_classify.cells.masks import read_labels, write_labels
 from hpa_classify.cells.segment import segment_field
 from hpa_classify.classes import CHANNELS
