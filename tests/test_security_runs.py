@@ -101,8 +101,12 @@ def test_force_replaces_only_a_run_folder_the_tool_made(synth_root: Path, tmp_pa
 def test_predict_never_writes_over_an_input_or_into_a_run(trained_run: Path, synth_root: Path) -> None:
     labels = synth_root / "train.csv"
     before = _digest(labels)
-    _refused(hpa("predict", trained_run, synth_root, "-o", labels), "train.csv", "input")
+    _refused(hpa("predict", trained_run, synth_root, "-o", labels), "train.csv", "label table")
     assert _digest(labels) == before
+    own_input = synth_root / "sample_submission.csv"  # the CSV this command reads
+    before = _digest(own_input)
+    _refused(hpa("predict", trained_run, synth_root, "-o", own_input), "sample_submission.csv", "input")
+    assert _digest(own_input) == before
     best = trained_run / "checkpoints" / "best.ckpt"
     before = _digest(best)
     _refused(hpa("predict", trained_run, synth_root, "-o", best), "best.ckpt", "inside")
