@@ -40,6 +40,7 @@ BAD: dict[str, list[object]] = {
     "data.val_fraction": [0, 1, NAN, -0.5],
     "data.batch_size": [0, -1, 65537],
     "data.num_workers": [-1, 1025, True],
+    "data.channel_map": [{"green": -1}, {"green": 64}, {"red": 0, "green": 0}, {"red": 1}],
     "data.mean": [[0.1, 0.1, 0.1, NAN], [0.1, 0.1, 0.1, INF], [0.1, 0.1]],
     "data.std": [[0.1, 0.1, 0.1, 0], [0.1, 0.1, 0.1, -0.1], [0.1, 0.1, 0.1, INF]],
     "augment.crop_scale": [[0, 1], [0.5, 1.5], [NAN, 1], [0.9, 0.5]],

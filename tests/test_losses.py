@@ -122,7 +122,7 @@ def test_loss_key_accepts_names_sums_and_weights() -> None:
     ("dice", "unknown loss 'dice'"),
     ("focal+", "empty term"),
     ("bce+bce", "twice"),
-    ("{focal: 0}", "must be a number > 0"),
+    ("{focal: 0}", "must be a finite number > 0"),
 ])
 def test_bad_loss_is_named(value: str, needle: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -172,7 +172,7 @@ def test_resume_refuses_another_config_other_data_or_no_checkpoint(
     run = copy_unfinished(reference_run, tmp_path)
     with pytest.raises(RunError, match="unfinished run; pass --resume to continue it or --force"):
         prepare_run_dir(run, force=False)
-    with pytest.raises(ConfigError, match=r"train\.lr \(0\.01 in the run, 0\.5 now\)") as info:
+    with pytest.raises(ConfigError, match=r"train\.lr \(0\.01 then, 0\.5 now\)") as info:
         resume_in_process(root, config, run, "train.lr=0.5")
     assert str(run / "config.yaml") in str(info.value)
 

@@ -155,7 +155,9 @@ def load_model(run: Run, device: str | torch.device = "cpu") -> nn.Module:
     model = build_model(
         m.name, "none", drop_rate=m.drop_rate, channels=run.cfg.data.channels, global_pool=m.global_pool
     )
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     wrong = _wrong_shapes(model, state)
     if missing or unexpected or wrong:
         detail = "; ".join(
@@ -169,6 +171,7 @@ def load_model(run: Run, device: str | torch.device = "cpu") -> nn.Module:
             f"{ckpt} does not fit the network {run.path / 'config.yaml'} names "
             f"({m.name}, channels {','.join(run.cfg.data.channels)}): {detail}"
         )
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 
