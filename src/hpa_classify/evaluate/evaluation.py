@@ -123,7 +123,7 @@ def _own_report(
 ) -> dict[str, Any]:
     metrics_csv = run.path / "metrics.csv"
     return _summarise(
-        run, y, probs, thresholds,
+        run, y, probs, thresholds, tuning=(y, probs),
         split=f"{_held_out_kind(run)} (thresholds tuned here: optimistic)",
         ids=ids, image_files=run_image_files(run), out_dir=Path(out_dir or run.path / "report"),
         metrics_csv=metrics_csv if metrics_csv.is_file() else None, training_log=_training_log(run),
@@ -158,8 +158,9 @@ def evaluate_held_out(
     thresholds = load_thresholds(run.thresholds_path)
     probs = ensemble_probs([run], data, tta=tta, progress=progress)
     write_csv(out / "probs.csv", probs_frame(data.ids, probs, data.labels))
+    _, tune_probs, tune_labels = run.tuning_probs()
     return _summarise(
-        run, to_multihot(data.labels), probs, thresholds,
+        run, to_multihot(data.labels), probs, thresholds, tuning=(to_multihot(tune_labels), tune_probs),
         split=f"{data.csv_path} (held out; thresholds from the {_held_out_kind(run)})",
         ids=data.ids, image_files=dict(zip(data.ids, data.files)), out_dir=out, metrics_csv=None,
     )
@@ -170,6 +171,7 @@ def _summarise(
     y_true: np.ndarray,
     probs: np.ndarray,
     thresholds: np.ndarray,
+    tuning: tuple[np.ndarray, np.ndarray],
     split: str,
     ids: list[str],
     image_files: dict[str, dict[str, Path]] | None,
@@ -177,11 +179,15 @@ def _summarise(
     metrics_csv: Path | None,
     training_log: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
-    """Score ``probs`` every way the summary reports, write ``summary.json`` and the report."""
+    """Score ``probs`` every way the summary reports, write ``summary.json`` and the report.
+
+    ``tuning`` holds the labels and probabilities the run's thresholds are
+    tuned on (the strategies and the baseline are tuned there too); callers
+    pass what they have already read.
+    """
     cfg = run.cfg
     prior = run.train_prior()
-    _, tune_probs, tune_labels = run.tuning_probs()
-    y_tune = to_multihot(tune_labels)
+    y_tune, tune_probs = tuning
     method = cfg.evaluate.threshold_method
     prior_tune = np.tile(prior, (len(y_tune), 1)).astype(np.float32)
     baseline_thr = choose_thresholds(method, y_tune, prior_tune, prior, cfg.evaluate.fixed_threshold)
