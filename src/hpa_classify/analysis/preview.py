@@ -20,7 +20,7 @@ __all__ = ["preview"]
 _COLUMNS = 7
 
 
-def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0) -> Path:
+def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0, version: int = 1) -> Path:
     """Write a contact sheet: one synthetic field per class, with that class alone as label.
 
     Each panel is titled with the class id and name and shows the RGB
@@ -35,6 +35,8 @@ def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0) -> 
         Side of each rendered field in pixels.
     seed : int
         Field ``c`` is rendered from a generator seeded with ``(seed, c)``.
+    version : int
+        Version of the synthetic fields (:func:`~hpa_classify.data.synth.render_sample`).
 
     Returns
     -------
@@ -48,7 +50,7 @@ def preview(out_png: str | os.PathLike[str], size: int = 256, seed: int = 0) -> 
     grid = fig.add_gridspec(rows * 2, _COLUMNS, hspace=0.04, wspace=0.04)
     green = CHANNELS.index("green")
     for c in range(NUM_CLASSES):
-        image = render_sample([c], size, np.random.default_rng([seed, c]))
+        image = render_sample([c], size, np.random.default_rng([seed, c]), version)
         r, col = divmod(c, _COLUMNS)
         top = fig.add_subplot(grid[2 * r, col])
         top.imshow(composite_rgb(image, enhance=False), interpolation="nearest")

@@ -34,6 +34,9 @@ def synth(
     min_per_class: Annotated[int, typer.Option(help="Every class at least this often per split.")] = 2,
     workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write OUT/preview.png: one example per class.")] = False,
+    masks: Annotated[bool, typer.Option("--masks", help="Also write the true nucleus and cell label images and each cell's labels into OUT/masks/.")] = False,
+    pattern_masks: Annotated[bool, typer.Option("--pattern-masks", help="Also write where each class's pattern lies: OUT/masks/{Id}_pattern_{class}.png.")] = False,
+    synth_version: Annotated[int, typer.Option("--synth-version", help="1: a few cells showing every label; 2: 10-40 crowded cells, some negative or showing a subset, yellow needed.")] = 1,
 ) -> None:
     """Write a synthetic HPA-like dataset in Kaggle layout (no download needed)."""
     from hpa_classify.analysis.preview import preview as draw_preview
@@ -41,11 +44,13 @@ def synth(
 
     summary = generate(
         out, n_train=n, n_test=n_test, size=size, seed=seed, class_alpha=class_alpha,
-        min_per_class=min_per_class, workers=workers, progress=progress_bars(),
+        min_per_class=min_per_class, workers=workers, progress=progress_bars(), masks=masks,
+        pattern_masks=pattern_masks, version=synth_version,
     )
-    console.print(f"wrote {summary.n_train} train and {summary.n_test} test images ({size} px) to {out}")
+    console.print(f"wrote {summary.n_train} train and {summary.n_test} test images ({size} px, version "
+                  f"{synth_version}) to {out}" + (f", true labels in {Path(out) / 'masks'}" if masks or pattern_masks else ""))
     if preview:
-        png = draw_preview(Path(out) / "preview.png", size=max(size, 128), seed=seed)
+        png = draw_preview(Path(out) / "preview.png", size=max(size, 128), seed=seed, version=synth_version)
         console.print(f"contact sheet: {png}")
 
 

@@ -82,6 +82,7 @@ class Cell:
     axis: float = 0.0  # spindle axis (metaphase) or division axis (daughters)
     nucleoli: list[tuple[float, float, float]] = field(default_factory=list)
     window: tuple[int, int, int, int] = (0, 0, 0, 0)  # y0, y1, x0, x1
+    shows: frozenset[int] | None = None  # classes this cell expresses; None: all of the field's
 
 
 @dataclass
@@ -104,6 +105,7 @@ class Field:
     filament_tips: np.ndarray  # (k, 2) x, y of filament plus-ends
     spindles: np.ndarray  # spindle drawing of metaphase cells
     er: np.ndarray | None = None  # reticular ER structure (yellow, before brightness)
+    version: int = 1  # generator version (2: crowded fields, see :mod:`.crowd`)
 
     def px(self, length: float, minimum: float = 0.5) -> float:
         """A length given for a 256 px field, at this field's size."""
@@ -118,7 +120,7 @@ class Field:
         return np.array([0] + [c.kind == "metaphase" for c in self.cells], bool)[self.lab]
 
 
-def _random_shape(
+def random_shape(
     rng: np.random.Generator, cx: float, cy: float, radius: float, elong: float, wobble: float
 ) -> Shape:
     aspect = float(math.exp(abs(rng.normal(0.0, elong))))
@@ -129,7 +131,7 @@ def _random_shape(
     )
 
 
-def _dividing_units(rng: np.random.Generator, labels: Sequence[int]) -> list[tuple[str, bool]]:
+def dividing_units(rng: np.random.Generator, labels: Sequence[int]) -> list[tuple[str, bool]]:
     """Dividing cells to place: (kind, required); the labels 16 and 17 need at least one."""
     dividing: list[tuple[str, bool]] = []
     if 17 in labels:
@@ -143,7 +145,7 @@ def _dividing_units(rng: np.random.Generator, labels: Sequence[int]) -> list[tup
     return dividing
 
 
-def _place_units(
+def place_units(
     rng: np.random.Generator, size: int, radius: float, labels: Sequence[int]
 ) -> list[tuple[str, float, float, float]]:
     """Choose (kind, x, y, radius) of each cell, daughter pair or metaphase cell."""
@@ -152,7 +154,7 @@ def _place_units(
     packing = rng.uniform(0.55, 0.62) if dense else rng.uniform(0.6, 0.85)
     n_target = int(np.clip(round(density * size * size / (math.pi * radius**2)), 2, 24))
     units: list[tuple[str, float, float, float]] = []
-    for kind, required in _dividing_units(rng, labels):
+    for kind, required in dividing_units(rng, labels):
         r = radius * (0.72 if kind == "metaphase" else 1.25)
         for attempt in range(40):
             x, y = rng.uniform(0.25 * size, 0.75 * size, 2)
@@ -181,7 +183,7 @@ def _place_units(
     return units
 
 
-def _make_cells(
+def make_cells(
     rng: np.random.Generator, units: list[tuple[str, float, float, float]]
 ) -> list[Cell]:
     cells: list[Cell] = []
@@ -191,10 +193,10 @@ def _make_cells(
             expr *= 0.2
         red, blue, yellow = (float(v) for v in rng.uniform(0.6, 1.0, 3))
         if kind == "cell":
-            shape = _random_shape(rng, x, y, r, elong=0.35, wobble=0.25)
-            cells.append(_interphase(rng, shape, expr, red, blue, yellow))
+            shape = random_shape(rng, x, y, r, elong=0.35, wobble=0.25)
+            cells.append(interphase(rng, shape, expr, red, blue, yellow))
         elif kind == "metaphase":
-            shape = _random_shape(rng, x, y, r, elong=0.06, wobble=0.05)
+            shape = random_shape(rng, x, y, r, elong=0.06, wobble=0.05)
             cell = Cell("metaphase", shape, None, expr, min(1.0, red * 1.3), blue, yellow)
             cell.axis = float(rng.uniform(0, math.pi))
             cells.append(cell)
@@ -223,10 +225,10 @@ def _daughters(
     for sign in (-1.0, 1.0):
         cx = x + sign * (rd + gap / 2) * ux
         cy = y + sign * (rd + gap / 2) * uy
-        shape = _random_shape(rng, cx, cy, rd, elong=0.08, wobble=0.06)
+        shape = random_shape(rng, cx, cy, rd, elong=0.08, wobble=0.06)
         nr = rd * rng.uniform(0.4, 0.48)
         off = 0.2 * rd
-        nucleus = _random_shape(
+        nucleus = random_shape(
             rng, cx - sign * off * ux, cy - sign * off * uy, nr, elong=0.08, wobble=0.03
         )
         cell = Cell("daughter", shape, nucleus, expr, red, min(1.0, blue * 1.25), yellow)
@@ -237,14 +239,20 @@ def _daughters(
     return pair
 
 
-def _interphase(
-    rng: np.random.Generator, shape: Shape, expr: float, red: float, blue: float, yellow: float
+def interphase(
+    rng: np.random.Generator,
+    shape: Shape,
+    expr: float,
+    red: float,
+    blue: float,
+    yellow: float,
+    nucleus_share: tuple[float, float] = (0.36, 0.5),
 ) -> Cell:
-    nr = shape.radius * rng.uniform(0.36, 0.5)
+    nr = shape.radius * rng.uniform(*nucleus_share)
     along = rng.uniform(-0.15, 0.15) * shape.radius * shape.aspect
     cx = shape.cx + along * math.cos(shape.angle)
     cy = shape.cy + along * math.sin(shape.angle)
-    nucleus = _random_shape(rng, cx, cy, nr, elong=0.18, wobble=0.08)
+    nucleus = random_shape(rng, cx, cy, nr, elong=0.18, wobble=0.08)
     # elongated cells have elongated nuclei
     nucleus.aspect = 1.0 + 0.5 * (shape.aspect - 1.0) + abs(float(rng.normal(0.0, 0.08)))
     nucleus.angle = shape.angle + float(rng.normal(0, 0.2))
@@ -312,9 +320,13 @@ def _label_cells(cells: list[Cell], size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def build_field(labels: Sequence[int], size: int, rng: np.random.Generator) -> Field:
     """Place the cells of a ``size`` px field whose protein shows ``labels``; no drawing yet."""
-    scale = size / 256.0
     radius = size * rng.uniform(0.085, 0.15)
-    cells = _make_cells(rng, _place_units(rng, size, radius, labels))
+    cells = make_cells(rng, place_units(rng, size, radius, labels))
+    return field_of(cells, size, radius)
+
+
+def field_of(cells: list[Cell], size: int, radius: float, version: int = 1) -> Field:
+    """The field of ``cells`` placed in a ``size`` px square, with every map drawn from them."""
     lab, owner = _label_cells(cells, size)
     nuc = owner > 0
 
@@ -327,7 +339,7 @@ def build_field(labels: Sequence[int], size: int, rng: np.random.Generator) -> F
     cyto_lab = np.where(nuc.ravel(), 0, lab.ravel())
     return Field(
         size=size,
-        scale=scale,
+        scale=size / 256.0,
         cell_radius=radius,
         cells=cells,
         lab=lab,
@@ -343,6 +355,7 @@ def build_field(labels: Sequence[int], size: int, rng: np.random.Generator) -> F
         filaments=np.zeros((size, size), np.float32),
         filament_tips=np.zeros((0, 2)),
         spindles=np.zeros((size, size), np.float32),
+        version=version,
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hpa_classify.classes import NUM_CLASSES
+from hpa_classify.data.synth.crowd import build_crowded_field
 from hpa_classify.data.synth.drawing import smooth_noise
 from hpa_classify.data.synth.geometry import Field, build_field
 from hpa_classify.data.synth.optics import expose, illumination, optics, robust_peak
@@ -44,6 +45,8 @@ def _draw_green(
         pattern = green_pattern(c)(fld, rng).astype(np.float32)
         if c in NUCLEAR_CLASSES:
             pattern = pattern + 0.15 * meta  # the nucleus has dispersed in mitosis
+        if fld.version >= 2:  # only the cells that express this class show it
+            pattern = pattern * fld.per_cell([c in cell.shows for cell in fld.cells], background=1.0)
         if keep is not None:
             keep[int(c)] = pattern
         green += a * pattern
@@ -80,14 +83,20 @@ def _photograph(
 
 
 def render_field(
-    labels: Sequence[int], size: int, rng: np.random.Generator, patterns: dict[int, np.ndarray] | None = None
+    labels: Sequence[int],
+    size: int,
+    rng: np.random.Generator,
+    patterns: dict[int, np.ndarray] | None = None,
+    version: int = 1,
 ) -> tuple[np.ndarray, Field]:
     """Render a field; also return its geometry (at the drawing resolution).
 
     ``patterns``, when given, receives each class's green drawing (see :func:`_draw_green`).
+    ``version`` 2 draws a crowded field (:mod:`hpa_classify.data.synth.crowd`).
     """
     work = 2 * size if size <= 192 else size
-    fld = build_field(labels, work, rng)
+    build = build_crowded_field if version >= 2 else build_field
+    fld = build(labels, work, rng)
     draw_microtubules(fld, rng)
     fld.er = er = er_structure(fld, rng)
     red = render_red(fld, rng)
@@ -98,7 +107,7 @@ def render_field(
     return _photograph(fld, (red, green, blue, yellow), bool(ids), size, rng), fld
 
 
-def render_sample(labels: list[int], size: int, rng: np.random.Generator) -> np.ndarray:
+def render_sample(labels: list[int], size: int, rng: np.random.Generator, version: int = 1) -> np.ndarray:
     """Render one synthetic four-channel field whose green protein shows ``labels``.
 
     Parameters
@@ -109,6 +118,9 @@ def render_sample(labels: list[int], size: int, rng: np.random.Generator) -> np.
         Side of the square image in pixels, at least 32.
     rng : numpy.random.Generator
         Source of randomness; the image is a pure function of its state.
+    version : int
+        1: a few cells that all show ``labels``; 2: 10 to 40 crowded cells of
+        which some show none or a subset (:mod:`hpa_classify.data.synth.crowd`).
 
     Returns
     -------
@@ -127,5 +139,16 @@ def render_sample(labels: list[int], size: int, rng: np.random.Generator) -> np.
     for c in labels:
         if not 0 <= int(c) < NUM_CLASSES:
             raise ConfigError(f"class {c} out of range 0-{NUM_CLASSES - 1}")
-    image, _ = render_field(labels, size, rng)
+    check_version(version)
+    image, _ = render_field(labels, size, rng, version=version)
     return image
+
+
+#: Versions of the generator (see :func:`render_sample`).
+VERSIONS = (1, 2)
+
+
+def check_version(version: int) -> None:
+    """A :class:`ConfigError` unless ``version`` is one of :data:`VERSIONS`."""
+    if version not in VERSIONS:
+        raise ConfigError(f"synthetic data version must be one of {list(VERSIONS)}, got {version}")

@@ -106,7 +106,13 @@ def render_red(fld: Field, rng: np.random.Generator) -> np.ndarray:
 
 
 def er_structure(fld: Field, rng: np.random.Generator) -> np.ndarray:
-    """Reticular network, denser near the nucleus and along the nuclear envelope."""
+    """Reticular network, denser near the nucleus and along the nuclear envelope.
+
+    Version 2 fields draw one :func:`reticulum` instead, so that green decoys
+    drawn the same way are told from the ER only by lying off this network.
+    """
+    if fld.version >= 2:
+        return reticulum(fld, rng, float(rng.uniform(0.15, 0.6)))
     n1 = smooth_noise(rng, fld.size, fld.px(3.0, 1.2))
     n2 = smooth_noise(rng, fld.size, fld.px(6.0, 2.0))
     net = np.maximum(np.exp(-((n1 / 0.5) ** 2)), 0.7 * np.exp(-((n2 / 0.4) ** 2)))
@@ -137,3 +143,44 @@ def render_blue(fld: Field, rng: np.random.Generator) -> np.ndarray:
         lumps = 0.75 + 0.25 * tex
         blue += plate * lumps * min(1.0, cell.blue * 1.3) * (fld.lab == i + 1)
     return blue.astype(np.float32)
+
+
+def reticulum(fld: Field, rng: np.random.Generator, floor: float) -> np.ndarray:
+    """A reticular network over one side of each cell's cytoplasm, crowding towards the nucleus
+    (version 2).
+
+    One draw is the yellow ER of a version 2 field (and the green of its ER
+    class); the mitochondria and cytosol classes draw their own, independent
+    networks the same way, so the green channel alone cannot tell them from
+    the ER: only whether the green lies on the yellow can, as in real images
+    read against the ER marker. Each cell's network fills a sector around
+    its nucleus, of random direction and width (a fifth of the cells: the
+    whole cell), so that the difference shows at the scale of a cell, not
+    only of a strand. ``floor`` is the level between the strands (1: no
+    network visible).
+    """
+    strands = smooth_noise(rng, fld.size, fld.px(float(rng.uniform(6.0, 10.0)), 2.0))
+    net = np.exp(-((strands / rng.uniform(0.4, 0.7)) ** 2))
+    reach = float(rng.uniform(0.5, 1.2)) * fld.cell_radius
+    density = np.exp(-fld.nuc_dist / reach) * 0.7 + 0.3
+    cyto = (fld.lab > 0) & ~fld.nuc
+    out = (floor + (1.0 - floor) * net) * density * cyto * _sectors(fld, rng)
+    return np.where(fld.metaphase(), 0.3 + 0.5 * net, out).astype(np.float32)
+
+
+def _sectors(fld: Field, rng: np.random.Generator) -> np.ndarray:
+    """Per pixel, how far it lies inside its cell's sector (0-1): a random direction seen from the
+    nucleus, a random width from a third of the cell to all of it."""
+    n = len(fld.cells)
+    direction = rng.uniform(0, 2 * math.pi, n)
+    width = np.minimum(rng.uniform(0.35, 1.15, n), 1.0)  # share of the full circle
+    centres = [(c.nucleus.cx, c.nucleus.cy) if c.nucleus is not None else (c.shape.cx, c.shape.cy)
+               for c in fld.cells]
+    cx = fld.per_cell([x for x, _ in centres])
+    cy = fld.per_cell([y for _, y in centres])
+    ys, xs = np.indices((fld.size, fld.size), dtype=np.float32)
+    phi = np.arctan2(ys - cy, xs - cx)
+    toward = np.cos(phi - fld.per_cell(list(direction)))
+    edge = np.cos(np.pi * fld.per_cell(list(width)))
+    inside = 1.0 / (1.0 + np.exp(-(toward - edge) / 0.12))
+    return np.where(fld.per_cell(list(width >= 1.0)) > 0, 1.0, inside).astype(np.float32)

@@ -4,9 +4,11 @@ The field's geometry (:class:`~hpa_classify.data.synth.geometry.Field`) knows
 which cell owns each pixel and where each nucleus lies, at the drawing
 resolution. Here that becomes two label images at the image's size, as
 ``hpa segment`` writes them: 0 is background, cell ``k`` holds nucleus ``k``,
-ids run 1..n over the cells that have pixels in the image. A metaphase
+ids run 1..n over the cells whose nucleus has pixels in the image. A metaphase
 cell's nucleus is its chromosome plate (the DNA the blue channel shows). A
-cell whose nucleus lies outside the image keeps its id with no nucleus.
+cell whose nucleus lies wholly outside the image is not counted: its pixels
+are background, as in HPA's own single-cell masks (and as cells are counted
+by eye in ``docs/segmentation.md``).
 
 Nothing here draws a random number, so writing the truth beside the images
 leaves the images' bytes unchanged.
@@ -75,8 +77,11 @@ def true_labels(fld: Field, size: int) -> tuple[np.ndarray, np.ndarray, list[int
     cells = _block_mode(fld.lab, size).astype(np.int64)
     nuclei = _block_mode(nuclei, size).astype(np.int64)
     nuclei[nuclei != cells] = 0  # a nucleus pixel belongs to its own cell
-    present = np.unique(cells)
+    # a cell counts when its nucleus is at least partly in the image (HPA's single-cell masks
+    # are all of cells with a nucleus); the pixels of the others are background
+    present = np.unique(nuclei)
     present = present[present > 0]
+    cells[~np.isin(cells, present)] = 0
     lut = np.zeros(len(fld.cells) + 1, np.uint16)
     lut[present] = np.arange(1, len(present) + 1)
     return lut[nuclei], lut[cells], [int(k) - 1 for k in present]
@@ -85,14 +90,21 @@ def true_labels(fld: Field, size: int) -> tuple[np.ndarray, np.ndarray, list[int
 def cell_targets(fld: Field, labels: Sequence[int], cell_index: Sequence[int]) -> list[str]:
     """The Target string of each cell (in id order): the field's classes that the cell shows.
 
+    An empty Target is a cell that expresses none of them (version 2 fields).
+
     >>> from types import SimpleNamespace as NS
-    >>> fld = NS(cells=[NS(kind="interphase"), NS(kind="daughter")])
+    >>> fld = NS(cells=[NS(kind="interphase", shows=None), NS(kind="daughter", shows=None)])
     >>> cell_targets(fld, [0, 16], [0, 1])
     ['0', '0 16']
+    >>> cell_targets(NS(cells=[NS(kind="interphase", shows=frozenset())]), [0], [0])
+    ['']
     """
     out = []
     for index in cell_index:
-        kind = fld.cells[index].kind
-        shown = [c for c in sorted(set(int(c) for c in labels)) if _ONLY_IN.get(c, kind) == kind]
+        cell = fld.cells[index]
+        shown = [
+            c for c in sorted(set(int(c) for c in labels))
+            if _ONLY_IN.get(c, cell.kind) == cell.kind and (cell.shows is None or c in cell.shows)
+        ]
         out.append(format_target(shown))
     return out

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from hpa_classify.classes import CHANNELS, CLASS_NAMES, format_target
-from hpa_classify.data.synth.image import MIN_SIZE, render_field, render_sample
+from hpa_classify.data.synth.image import MIN_SIZE, check_version, render_field, render_sample
 from hpa_classify.data.synth.labels import class_counts, sample_labels
 from hpa_classify.data.synth.regions import pattern_regions
 from hpa_classify.data.synth.truth import cell_targets, true_labels
@@ -37,8 +37,8 @@ _SPLITS = {"train": 0, "test": 1}
 MASKS_DIR = "masks"
 CELL_LABELS = "cell_labels.csv"
 
-#: One image to render: out_dir, split, index, sample id, labels, size, seed, masks, pattern masks.
-_Task = tuple[str, str, int, str, list[int], int, int, bool, bool]
+#: One image to render: out_dir, split, index, sample id, labels, size, seed, masks, pattern masks, version.
+_Task = tuple[str, str, int, str, list[int], int, int, bool, bool, int]
 
 #: One cell of the true labels: sample id, cell id, its Target.
 _CellRow = tuple[str, int, str]
@@ -73,14 +73,14 @@ def _ids(split: str, n: int) -> list[str]:
 
 def _write_one(task: _Task) -> list[_CellRow]:
     """Render and write one image (and its true labels when asked); returns its cells' rows."""
-    out_dir, split, index, sample_id, labels, size, seed, masks, pattern_masks = task
+    out_dir, split, index, sample_id, labels, size, seed, masks, pattern_masks, version = task
     rng = image_rng(seed, split, index)
     # the same draws either way: the truth is read from the geometry, not drawn
     drawings: dict[int, np.ndarray] | None = {} if pattern_masks else None
     if masks or pattern_masks:
-        image, fld = render_field(labels, size, rng, drawings)
+        image, fld = render_field(labels, size, rng, drawings, version)
     else:
-        image, fld = render_sample(labels, size, rng), None
+        image, fld = render_sample(labels, size, rng, version), None
     folder = Path(out_dir) / split
     for channel, plane in zip(CHANNELS, image, strict=True):
         path = folder / f"{sample_id}_{channel}.png"
@@ -152,6 +152,7 @@ def matches(
     seed: int | None = None,
     class_alpha: float | None = None,
     min_per_class: int | None = None,
+    version: int | None = None,
 ) -> bool:
     """Whether ``folder`` holds a complete dataset of :func:`generate` made with these values.
 
@@ -167,6 +168,8 @@ def matches(
         n_train=n_train, n_test=n_test, size=size, seed=seed,
         class_alpha=class_alpha, min_per_class=min_per_class,
     )
+    if version is not None and record.get("version", 1) != version:
+        return False
     return all(record.get(k) == v for k, v in wanted.items() if v is not None)
 
 
@@ -227,6 +230,7 @@ def generate(
     progress: Progress | None = None,
     masks: bool = False,
     pattern_masks: bool = False,
+    version: int = 1,
 ) -> SynthSummary:
     """Write a synthetic HPA dataset in the Kaggle 2018 layout.
 
@@ -269,6 +273,13 @@ def generate(
         ``masks/{Id}_pattern_{class}.png`` (uint8, 255 inside), one per class of
         the image (:func:`~hpa_classify.data.synth.regions.pattern_regions`).
         The images are the same bytes with or without.
+    version : int
+        1 (default): fields of 2 to 24 cells that all show the image's labels.
+        2: crowded fields of 10 to 40 touching cells, some of which express
+        none or only a subset of the labels (their own labels are in
+        ``masks/cell_labels.csv``, an empty Target for none), and green
+        decoys that only the yellow ER channel tells from the ER
+        (:mod:`hpa_classify.data.synth.crowd`). Recorded in ``synth.json``.
 
     Returns
     -------
@@ -283,6 +294,7 @@ def generate(
     """
     out_dir = Path(out_dir)
     _check_params(n_train, n_test, size, workers)
+    check_version(version)
     _check_out_dir(out_dir)
     sizes = {"train": n_train, "test": n_test}
     ids = {split: _ids(split, n) for split, n in sizes.items()}
@@ -304,19 +316,21 @@ def generate(
         params["masks"] = MASKS_DIR
     if pattern_masks:  # likewise
         params["pattern_masks"] = MASKS_DIR
+    if version != 1:  # likewise
+        params["version"] = version
     _prepare(out_dir, params)
     if masks or pattern_masks:
         (out_dir / MASKS_DIR).mkdir(exist_ok=True)
 
     tasks: list[_Task] = [
-        (str(out_dir), split, i, sid, lab, size, seed, masks, pattern_masks)
+        (str(out_dir), split, i, sid, lab, size, seed, masks, pattern_masks, version)
         for split in _SPLITS
         for i, (sid, lab) in enumerate(zip(ids[split], labels[split], strict=True))
     ]
     n_workers = worker_count(workers, len(tasks))
     logger.info(
-        "rendering %d train + %d test images of %d px with %d worker(s) into %s",
-        n_train, n_test, size, n_workers, out_dir,
+        "rendering %d train + %d test images of %d px (version %d) with %d worker(s) into %s",
+        n_train, n_test, size, version, n_workers, out_dir,
     )
     cell_rows = _run_tasks(tasks, n_workers, progress)
     if masks:

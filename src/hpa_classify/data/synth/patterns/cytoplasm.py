@@ -19,6 +19,7 @@ from hpa_classify.data.synth.drawing import (
 )
 from hpa_classify.data.synth.geometry import Field
 from hpa_classify.data.synth.patterns.registry import pattern
+from hpa_classify.data.synth.reference import reticulum
 
 
 def _cyto_dots(
@@ -101,6 +102,8 @@ def lipid_droplets(fld: Field, rng: np.random.Generator) -> np.ndarray:
     for i in range(len(fld.cells)):
         k = int(round(rng.integers(4, 12) * area_factor(fld, i)))
         x, y = points_in(fld, fld.cyto_pixels[i], k, rng)
+        if x.size == 0:  # a cell cut by the image's edge down to its nucleus
+            continue
         rad = fld.px(2.2, 1.4) * rng.uniform(0.8, 1.4, k)
         for xx, yy, rr, vv in zip(x, y, rad, rng.uniform(0.6, 1.0, k), strict=True):
             ring(canvas, xx, yy, rr, float(vv))
@@ -109,6 +112,9 @@ def lipid_droplets(fld: Field, rng: np.random.Generator) -> np.ndarray:
 
 @pattern(23)
 def mitochondria(fld: Field, rng: np.random.Generator) -> np.ndarray:
+    """Short tubules crowding near the nucleus; version 2: a network off the ER's (a decoy)."""
+    if fld.version >= 2:
+        return reticulum(fld, rng, float(rng.uniform(0.1, 0.5)))
     canvas = np.zeros((fld.size, fld.size), np.float32)
     weight = np.exp(-fld.nuc_dist / (0.5 * fld.cell_radius)) + 0.15
     for i in range(len(fld.cells)):
@@ -148,6 +154,9 @@ def aggresome(fld: Field, rng: np.random.Generator) -> np.ndarray:
 
 @pattern(25)
 def cytosol(fld: Field, rng: np.random.Generator) -> np.ndarray:
+    """The whole cytoplasm; version 2: mottled by a network off the ER's (a decoy)."""
+    if fld.version >= 2:
+        return reticulum(fld, rng, float(rng.uniform(0.3, 0.75))) + float(rng.uniform(0, 0.12)) * fld.nuc
     tex = smooth_noise(rng, fld.size, fld.px(8.0))
     cyto = (fld.lab > 0) & ~fld.nuc
     return (cyto * (0.55 + 0.08 * tex) + 0.1 * fld.nuc).astype(np.float32)
