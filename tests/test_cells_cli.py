@@ -42,9 +42,12 @@ def test_segment_then_evaluate(drawn: tuple[Path, Path], tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "2 fields segmented: 25 cells" in result.stdout
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in result.stdout.splitlines() if line.startswith("│")]
-    table = {row[0]: row[1:] for row in rows}
-    assert table["nuclei"][0] == table["cells"][0] == "1.000"  # AP@0.5
-    assert table["cells"][2:] == ["25", "25", "25", "0", "0"]  # true, found, TP, FP, FN at 0.5
+    table = {(row[0], row[1]): row[2:] for row in rows}
+    # both fields (9 and 16 cells) hold fewer than 20 cells: the one density group equals the whole
+    assert sorted(table) == [(g, k) for g in ("1-19 cells", "all fields") for k in ("cells", "nuclei")]
+    for group in ("all fields", "1-19 cells"):
+        assert table[group, "nuclei"][0] == table[group, "cells"][0] == "1.000"  # AP@0.5
+        assert table[group, "cells"][2:] == ["25", "25", "25", "0", "0"]  # true, found, TP, FP, FN at 0.5
     assert len(pd.read_csv(out / "cells.csv")) == 25
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png"]
     again = hpa("segment", root, "-o", out, "--pixel-size", "0.32")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from hpa_classify.cells.evaluation import ALL, evaluate_by_density, evaluate_labels
+from hpa_classify.cells.masks import write_labels
 from hpa_classify.cells.metrics import IOU_THRESHOLDS, MatchCounts, _true_positives, iou_matrix, match_counts
 
 
@@ -85,3 +89,31 @@ def test_shapes_must_agree() -> None:
 def test_an_absent_threshold_is_refused() -> None:
     with pytest.raises(KeyError):
         MatchCounts((0.5,), np.array([1]), 1, 1).at(0.75)
+
+
+def _squares(n: int) -> np.ndarray:
+    """``n`` separate 4 x 4 squares, ids 1..n, on a 10-wide grid."""
+    labels = np.zeros((60, 60), np.uint16)
+    for k in range(n):
+        r, c = divmod(k, 10)
+        labels[1 + 6 * r : 5 + 6 * r, 1 + 6 * c : 5 + 6 * c] = k + 1
+    return labels
+
+
+def test_average_precision_by_cell_density(tmp_path: Path) -> None:
+    """A sparse field with one of 3 cells missed, a dense one of 20 found exactly, worked out by hand."""
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    sparse = _squares(3)
+    write_labels(truth / "a_cells.png", sparse)
+    write_labels(pred / "a_cells.png", np.where(sparse == 3, 0, sparse))
+    write_labels(truth / "b_cells.png", _squares(20))
+    write_labels(pred / "b_cells.png", _squares(20))
+    scores = evaluate_by_density(pred, truth, ["a", "b"])
+    assert list(scores) == [ALL, "1-19 cells", "20-29 cells"]
+    assert list(scores[ALL]) == ["cells"]  # no true nuclei at all: that kind is left out
+    assert scores[ALL]["cells"].at(0.5) == pytest.approx(22 / 23)  # TP 22, FN 1, FP 0
+    assert scores["1-19 cells"]["cells"].at(0.5) == pytest.approx(2 / 3)
+    assert scores["20-29 cells"]["cells"].at(0.5) == 1.0
+    assert scores["20-29 cells"]["cells"].n_true == 20
+    assert evaluate_labels(pred, truth, ["a", "b"])["cells"].at(0.5) == pytest.approx(22 / 23)

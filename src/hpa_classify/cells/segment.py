@@ -57,6 +57,10 @@ class SegmentSettings:
         Gaussian sigma of the blue channel before thresholding.
     min_nucleus_area : float
         Smaller blobs of the blue channel are not nuclei.
+    min_edge_area : float
+        Smallest nucleus on the image's edge: the part of a nucleus the edge
+        cuts off. (A cell whose nucleus lies wholly outside the image is not
+        a cell here, as in HPA's own single-cell masks.)
     min_nucleus_level : float
         Lowest blue threshold (0-255): a field darker than this has no nuclei.
     split_depth : float
@@ -72,9 +76,17 @@ class SegmentSettings:
         fraction of the nucleus's own median (0.5: half its brightness, the
         edge of a blurred object); 0 keeps the outline of the global threshold.
     cell_smooth : float
-        Gaussian sigma of the reference channels.
+        Gaussian sigma of the reference channels the cells grow over.
     foreground : float
         Cell foreground: reference above this fraction of its Otsu threshold.
+    foreground_smooth : float
+        Gaussian sigma of the reference channels the foreground is taken from
+        (little, so that the cells' edges are not blurred out into the
+        background).
+    compactness : float
+        Compactness of the cells' watershed (scikit-image's): above 0, a
+        pixel on a flat stretch goes to the nearer nucleus rather than to
+        whichever cell floods it first.
     max_hole_area : float
         Dark holes inside the foreground up to this area belong to the cell.
     """
@@ -83,13 +95,16 @@ class SegmentSettings:
     work_pixel_size: float = 0.32
     nucleus_smooth: float = 0.5
     min_nucleus_area: float = 15.0
+    min_edge_area: float = 1.5
     min_nucleus_level: float = 4.0
     split_depth: float = 1.0
     seam_scale: float = 3.0
     seam_contrast: float = 0.9
     nucleus_edge: float = 0.5
-    cell_smooth: float = 2.0
-    foreground: float = 0.3
+    cell_smooth: float = 1.0
+    foreground: float = 0.4
+    foreground_smooth: float = 1.0
+    compactness: float = 0.001
     max_hole_area: float = 40.0
 
     def __post_init__(self) -> None:
@@ -97,7 +112,7 @@ class SegmentSettings:
         if check_pixel_size(self.work_pixel_size) is None:
             raise HPAError("work_pixel_size must be given")
         for name in ("nucleus_smooth", "min_nucleus_area", "split_depth", "cell_smooth",
-                     "foreground", "max_hole_area", "min_nucleus_level", "seam_scale", "seam_contrast", "nucleus_edge"):
+                     "foreground", "foreground_smooth", "min_edge_area", "max_hole_area", "min_nucleus_level", "seam_scale", "seam_contrast", "nucleus_edge"):
             if getattr(self, name) < 0:
                 raise HPAError(f"segmentation setting {name} must not be negative, got {getattr(self, name)}")
 
@@ -127,14 +142,28 @@ def _blur(plane: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.GaussianBlur(plane, (0, 0), sigmaX=sigma_px, borderType=cv2.BORDER_REFLECT)
 
 
-def _drop_small(labels: np.ndarray, min_area: float) -> np.ndarray:
+def _touching_edge(labels: np.ndarray) -> np.ndarray:
+    """Whether each label id (index) has a pixel on the image's edge."""
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.zeros(int(labels.max()) + 1, bool)
+    touching[edge] = True
+    return touching
+
+
+def _drop_small(labels: np.ndarray, min_area: float, edge_area: float | None = None) -> np.ndarray:
     """``labels`` with objects under ``min_area`` px set to 0 and the rest numbered 1..n.
+
+    Objects on the image's edge, cut by it, need only ``edge_area`` px when given.
 
     >>> _drop_small(np.array([[1, 1, 0, 2], [3, 3, 3, 0]]), 2).tolist()
     [[1, 1, 0, 0], [2, 2, 2, 0]]
+    >>> _drop_small(np.array([[0, 0, 0, 0], [0, 1, 0, 2], [0, 0, 0, 0]]), 2, edge_area=1).tolist()
+    [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
     """
     areas = np.bincount(labels.ravel())
     keep = areas >= min_area
+    if edge_area is not None:
+        keep |= _touching_edge(labels)[: len(areas)] & (areas >= edge_area)
     keep[0] = False
     lut = np.zeros(len(areas), np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
@@ -178,7 +207,8 @@ def segment_nuclei(blue: np.ndarray, pixel_um: float, settings: SegmentSettings)
     level = max(float(threshold_li(smooth)), settings.min_nucleus_level)
     mask = ndi.binary_fill_holes(smooth > level)
     blobs, _ = ndi.label(mask)
-    blobs = _drop_small(blobs, area_px(settings.min_nucleus_area, pixel_um))
+    edge_area = area_px(settings.min_edge_area, pixel_um)
+    blobs = _drop_small(blobs, area_px(settings.min_nucleus_area, pixel_um), edge_area)
     mask = blobs > 0
     if not mask.any():
         return np.zeros(blue.shape, np.int32)
@@ -198,7 +228,7 @@ def segment_nuclei(blue: np.ndarray, pixel_um: float, settings: SegmentSettings)
     if orphans.any():
         nuclei = np.where(orphans, blobs + int(nuclei.max()), nuclei)
     nuclei = _refine_edges(nuclei.astype(np.int32), smooth, settings.nucleus_edge)
-    return _drop_small(nuclei, area_px(settings.min_nucleus_area, pixel_um) / 4)
+    return _drop_small(nuclei, area_px(settings.min_nucleus_area, pixel_um) / 4, edge_area)
 
 
 def _refine_edges(nuclei: np.ndarray, smooth: np.ndarray, fraction: float) -> np.ndarray:
@@ -217,15 +247,15 @@ def _refine_edges(nuclei: np.ndarray, smooth: np.ndarray, fraction: float) -> np
     return np.where(keep, nuclei, 0).astype(np.int32)
 
 
-def _reference(image: np.ndarray, pixel_um: float, settings: SegmentSettings) -> np.ndarray:
-    """Mean of red, yellow and blue, each scaled to its 99.5th percentile, then smoothed."""
+def _reference(image: np.ndarray) -> np.ndarray:
+    """Mean of red, yellow and blue, each scaled to its 99.5th percentile."""
     ref = np.zeros(image.shape[1:], np.float32)
     for index in (_RED, _YELLOW, _BLUE):
         plane = image[index].astype(np.float32)
         top = float(np.percentile(plane[::4, ::4], 99.5))
         if top > 0:
             ref += np.minimum(plane * (1.0 / top), 1.0)
-    return _blur(ref / 3.0, px(settings.cell_smooth, pixel_um))
+    return ref / 3.0
 
 
 def segment_cells(
@@ -244,11 +274,13 @@ def segment_cells(
     """
     if not nuclei.any():
         return np.zeros(nuclei.shape, np.int32)
-    ref = _reference(image, pixel_um, settings)
-    level = float(threshold_otsu(ref)) if float(ref.max()) > float(ref.min()) else float(ref.max())
-    foreground = (ref > settings.foreground * level) | (nuclei > 0)
+    raw = _reference(image)
+    ref = _blur(raw, px(settings.cell_smooth, pixel_um))
+    fine = _blur(raw, px(settings.foreground_smooth, pixel_um))
+    level = float(threshold_otsu(fine)) if float(fine.max()) > float(fine.min()) else float(fine.max())
+    foreground = (fine > settings.foreground * level) | (nuclei > 0)
     foreground = _fill_small_holes(foreground, area_px(settings.max_hole_area, pixel_um))
-    return watershed(-ref, nuclei, mask=foreground).astype(np.int32)
+    return watershed(-ref, nuclei, mask=foreground, compactness=settings.compactness).astype(np.int32)
 
 
 def _work_size(shape: tuple[int, int], pixel_um: float, work_um: float) -> tuple[int, int]:

@@ -28,7 +28,7 @@ def segment(
     """Segment nuclei and cells of every field (no weights needed), or take label images made elsewhere."""
     # lazy for start-up speed: 'hpa --help' stays fast
     from hpa_classify.cells.batch import segment_dataset
-    from hpa_classify.cells.evaluation import evaluate_labels
+    from hpa_classify.cells.evaluation import evaluate_by_density
     from hpa_classify.cells.segment import SegmentSettings
     from hpa_classify.data.layout import checked, load_dataset
 
@@ -44,12 +44,13 @@ def segment(
         console.print(f"[yellow]{len(s.empty)} fields without cells[/yellow]")
     if truth is None:
         return
-    scores = evaluate_labels(out, truth, ds.ids, progress=progress_bars())
+    scores = evaluate_by_density(out, truth, ds.ids, progress=progress_bars())
     table = Table(title=f"Average precision against {truth}")
-    for column in ("objects", "AP@0.5", "AP@0.5:0.95", "true", "found", "TP@0.5", "FP@0.5", "FN@0.5"):
-        table.add_column(column, justify="left" if column == "objects" else "right")
-    for kind, counts in scores.items():
-        m = counts.summary()
-        table.add_row(kind, f"{m['ap50']:.3f}", f"{m['map']:.3f}", str(m["n_true"]), str(m["n_pred"]),
-                      str(m["tp50"]), str(m["fp50"]), str(m["fn50"]))
+    for column in ("fields", "objects", "AP@0.5", "AP@0.5:0.95", "true", "found", "TP@0.5", "FP@0.5", "FN@0.5"):
+        table.add_column(column, justify="left" if column in ("fields", "objects") else "right")
+    for group, kinds in scores.items():
+        for kind, counts in kinds.items():
+            m = counts.summary()
+            table.add_row(group, kind, f"{m['ap50']:.3f}", f"{m['map']:.3f}", str(m["n_true"]), str(m["n_pred"]),
+                          str(m["tp50"]), str(m["fp50"]), str(m["fn50"]))
     console.print(table)
