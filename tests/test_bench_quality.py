@@ -47,12 +47,22 @@ def test_table_verdict_uses_the_larger_spread() -> None:
     rows = _table_rows(markdown_table(runs))
     assert rows["default"][3] == "0.520 ± 0.020" and rows["default"][7] == ""
     assert rows["random init"][5] == "+0.200" and rows["random init"][6].startswith("yes")
-    assert rows["random init"][7] == "3 of 3 seeds"
+    assert rows["random init"][7] == "3 of 3 seeds (smallest gap +0.200)"
     assert rows["focal loss"][3] == "0.510 (one seed)" and rows["focal loss"][6].startswith("no")
-    assert rows["focal loss"][7] == "0 of 1 seed"  # seed 0: 0.50 vs 0.51
+    assert rows["focal loss"][7] == "0 of 1 seed (smallest gap -0.010)"  # seed 0: 0.50 vs 0.51
     # paired only where seeds are shared (1 and 2; seed 3 has no default run): 0.52 < 0.55, 0.54 > 0.50
-    assert rows["no augmentation"][7] == "1 of 2 seeds"
+    assert rows["no augmentation"][7] == "1 of 2 seeds (smallest gap -0.030)"
     assert "RGB only" not in rows  # rows without runs are left out
+
+
+def test_only_and_synth_version_changes() -> None:
+    spec = with_changes(QUICK, only="default, rgb-only", synth_version=1)
+    assert spec.only == ("default", "rgb-only") and spec.synth_version == 1
+    assert [a.name for a in ABLATIONS if spec.runs(a)] == ["default", "RGB only"]
+    assert all(QUICK.runs(a) for a in ABLATIONS)
+    for bad in ("", "defualt", "default,nope"):
+        with pytest.raises(ConfigError, match="--only"):
+            with_changes(QUICK, only=bad)
 
 
 def test_seed_and_epoch_changes_are_checked() -> None:

@@ -79,13 +79,16 @@ def bench_quality(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key in every run.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Keep runs already finished in OUT with the same config.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch threads (default: one per core; 1 is faster on a busy machine).")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", help="Recipes to run, e.g. default,rgb-only (default: all).")] = None,
+    synth_version: Annotated[Optional[int], typer.Option("--synth-version", help="Synthetic data version: 2 (default, crowded fields, yellow needed) or 1.")] = None,
 ) -> None:
     """Held-out macro F1 of the default recipe and its ablations, over seeds; prints a Markdown table."""
     from hpa_classify.workflows.bench import FULL, QUICK, with_changes
     from hpa_classify.workflows.quality import run_quality
 
     quiet_lightning()
-    spec = with_changes(QUICK if quick else FULL, epochs, seeds, ablation_seeds, set_ or [])
+    spec = with_changes(QUICK if quick else FULL, epochs, seeds, ablation_seeds, set_ or [], only=only,
+                        synth_version=synth_version)
     out = out or Path("runs") / ("bench-quality-quick" if quick else "bench-quality")
     command = " ".join(["hpa", *sys.argv[1:]])
     result = run_quality(spec, out, cache=cache, resume=resume, command=command, threads=threads,

@@ -124,6 +124,11 @@ class BenchSpec:
         The default recipe.
     overrides : tuple of str
         Config overrides applied to every run, before each ablation's own.
+    synth_version : int
+        Version of the synthetic data (:func:`hpa_classify.data.synth.generate`);
+        in version 2 only the yellow ER channel tells some classes apart.
+    only : tuple of str
+        Slugs of the recipes to run (``default``, ``rgb-only``, ...); empty: all.
     """
 
     n_train: int = 800
@@ -136,6 +141,12 @@ class BenchSpec:
     ablation_seeds: tuple[int, ...] = (0, 1, 2)
     preset: str = "demo-cpu"
     overrides: tuple[str, ...] = ()
+    synth_version: int = 2
+    only: tuple[str, ...] = ()
+
+    def runs(self, ablation: Ablation) -> bool:
+        """Whether the benchmark runs ``ablation`` (see :attr:`only`)."""
+        return not self.only or ablation.slug in self.only
 
     def seeds_for(self, ablation: Ablation) -> tuple[int, ...]:
         return self.seeds if ablation.many_seeds else self.ablation_seeds
@@ -207,7 +218,8 @@ def markdown_table(runs: pd.DataFrame, ablations: Sequence[Ablation] = ABLATIONS
     "Default better by more than the spread" means: the default's mean exceeds
     the ablation's by more than the larger of the two seed standard deviations.
     "Default better on" counts, over the seeds both have, those where the
-    default's run scores higher than the ablation's run with the same seed.
+    default's run scores higher than the ablation's run with the same seed,
+    and the smallest of those paired differences.
     """
     default_rows = runs[runs["ablation"] == "default"]
     default = summarize(default_rows["macro_f1"])
@@ -239,6 +251,8 @@ def _against_default(default: Spread, s: Spread, pairs: list[tuple[float, float]
     """The difference, the spread verdict and the paired count of one ablation against the default."""
     wins = sum(d > f for d, f in pairs)
     paired = f"{wins} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}" if pairs else "n/a (no shared seed)"
+    if pairs:
+        paired += f" (smallest gap {min(d - f for d, f in pairs):+.3f})"
     d = default.mean - s.mean
     spread = max(default.std, s.std)
     if default.n == 1 and s.n == 1:
@@ -254,9 +268,20 @@ def with_changes(
     seeds: str | None = None,
     ablation_seeds: str | None = None,
     overrides: Sequence[str] = (),
+    only: str | None = None,
+    synth_version: int | None = None,
 ) -> BenchSpec:
-    """``spec`` with command-line changes applied (epochs, seeds, extra overrides)."""
+    """``spec`` with command-line changes applied (epochs, seeds, extra overrides, recipes, data version)."""
     changes: dict[str, Any] = {}
+    if only is not None:
+        slugs = tuple(s.strip() for s in only.split(",") if s.strip())
+        known = [a.slug for a in ABLATIONS]
+        unknown = [s for s in slugs if s not in known]
+        if unknown or not slugs:
+            raise ConfigError(f"--only takes recipes among {', '.join(known)}; got '{only}'")
+        changes["only"] = slugs
+    if synth_version is not None:
+        changes["synth_version"] = synth_version
     if epochs is not None:
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")

@@ -50,8 +50,10 @@ def ensure_data(spec: BenchSpec, cache: Path, progress: Progress | None = None) 
         "size": spec.size,
         "seed": spec.data_seed,
         "min_per_class": spec.min_per_class,
+        "version": spec.synth_version,
     }
-    folder = Path(cache) / f"synth-{spec.n_train}-{spec.n_test}-{spec.size}px-seed{spec.data_seed}"
+    folder = Path(cache) / (f"synth-{spec.n_train}-{spec.n_test}-{spec.size}px-seed{spec.data_seed}"
+                            + (f"-v{spec.synth_version}" if spec.synth_version != 1 else ""))
     if matches(folder, **params):
         log.info("reusing synthetic data in %s", folder)
         return folder
@@ -61,7 +63,7 @@ def ensure_data(spec: BenchSpec, cache: Path, progress: Progress | None = None) 
         shutil.rmtree(folder)
     log.info("generating %d + %d synthetic images into %s", spec.n_train, spec.n_test, folder)
     generate(folder, n_train=spec.n_train, n_test=spec.n_test, size=spec.size, seed=spec.data_seed,
-             min_per_class=spec.min_per_class, progress=progress)
+             min_per_class=spec.min_per_class, version=spec.synth_version, progress=progress)
     return folder
 
 
@@ -78,7 +80,7 @@ def _finished(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
 def _plan(spec: BenchSpec) -> list[tuple[Ablation, int, Config]]:
     plan = []
     for ab in ABLATIONS:
-        if ab.post_hoc:
+        if ab.post_hoc or not spec.runs(ab):
             continue
         for seed in spec.seeds_for(ab):
             cfg = load_config(
@@ -142,7 +144,8 @@ def run_quality(
     whole = open_task(progress, "quality benchmark", len(plan))
     for ab, seed, cfg in plan:
         task = open_task(progress, f"{ab.name}, seed {seed}", None)
-        row = _one_run(ab, seed, cfg, out / "runs" / ab.slug / f"seed{seed}", train_ds, test_ds, resume, rows)
+        row = _one_run(ab, seed, cfg, out / "runs" / ab.slug / f"seed{seed}", train_ds, test_ds, resume, rows,
+                       with_fixed=spec.runs(next(a for a in ABLATIONS if a.post_hoc)))
         task.close(f"held-out macro F1 {row['macro_f1']:.3f} ({row['seconds']:.0f} s)")
         whole.advance(1)
         _write(rows, spec, command, t0, load_start, csv_path, md_path)
@@ -154,9 +157,12 @@ def run_quality(
 
 def _one_run(
     ab: Ablation, seed: int, cfg: Config, run_dir: Path, train_ds: Any, test_ds: Any, resume: bool,
-    rows: list[dict[str, Any]],
+    rows: list[dict[str, Any]], with_fixed: bool = True,
 ) -> dict[str, Any]:
-    """Train (or reuse) one run, score it held out; append its row(s) to ``rows`` and return it."""
+    """Train (or reuse) one run, score it held out; append its row(s) to ``rows`` and return it.
+
+    A default run also gives the fixed-threshold row, unless ``with_fixed`` is false.
+    """
     t1 = time.perf_counter()
     held = _finished(run_dir, cfg) if resume else None
     if held is None:
@@ -176,7 +182,7 @@ def _one_run(
         "run": str(run_dir),
     }
     rows.append(row)
-    if ab.name == "default":
+    if ab.name == "default" and with_fixed:
         fixed = next(a for a in ABLATIONS if a.post_hoc)
         rows.append({**row, "ablation": fixed.name, "macro_f1": held["macro_f1_at_0.5"],
                      "val_macro_f1": val["macro_f1_at_0.5"], "seconds": 0.0})
@@ -209,8 +215,8 @@ def _write(
         "",
         f"Command: `{command or 'hpa bench quality'}`",
         "",
-        f"Data: {spec.n_train} train + {spec.n_test} test synthetic images, {spec.size} px, data seed "
-        f"{spec.data_seed}. Recipe: preset `{spec.preset}`, {spec.epochs} epochs"
+        f"Data: {spec.n_train} train + {spec.n_test} test synthetic images (version {spec.synth_version}), "
+        f"{spec.size} px, data seed {spec.data_seed}. Recipe: preset `{spec.preset}`, {spec.epochs} epochs"
         + (f", overrides {', '.join(spec.overrides)}" if spec.overrides else "")
         + f". Seeds: default and random init {list(spec.seeds)}, other ablations {list(spec.ablation_seeds)}.",
         "",
