@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from hpa_classify.cli import app
 from hpa_classify.data.layout import checked, load_dataset
-from hpa_classify.explain.cam import grad_cam, load_batch, pooled_features
+from hpa_classify.errors import ConfigError
+from hpa_classify.explain.cam import MIN_SIDE, grad_cam, load_batch, pooled_features, stage_for
 from hpa_classify.explain.embed import embed_dataset, neighbours_sheet
 from hpa_classify.inference.runs import load_model, open_run
 from hpa_classify.models.factory import build_model
@@ -34,6 +35,26 @@ def test_grad_cam_any_backbone(name: str) -> None:
         assert m.shape == (48, 48) and m.dtype == np.float32
         assert 0.0 <= m.min() and m.max() <= 1.0
     assert pooled_features(model, x).shape[0] == 3
+
+
+def test_auto_layer_is_the_deepest_map_of_at_least_8_cells() -> None:
+    torch.manual_seed(0)
+    model = build_model("test_efficientnet", "none", channels=["red", "green", "blue", "yellow"]).eval()
+    strides = [int(f["reduction"]) for f in model.feature_info]
+    for side in (64, 128, 256, 512):
+        stage = stage_for(model, side)
+        stride = strides[-1] if stage is None else strides[stage]
+        assert side // stride >= MIN_SIDE or stride == strides[0]
+        deeper = [r for r in strides if r > stride]
+        assert all(side // r < MIN_SIDE for r in deeper), (side, stride)
+    assert stage_for(model, 512, "last") is None and stage_for(model, 64, strides[-1]) is None
+    with pytest.raises(ConfigError, match="stride"):
+        stage_for(model, 64, 7)
+    x = torch.randn(2, 4, 64, 64)
+    p_last, last = grad_cam(model, x, [[3], [3]])
+    p_auto, auto = grad_cam(model, x, [[3], [3]], layer="auto")
+    np.testing.assert_allclose(p_last, p_auto, rtol=1e-5, atol=1e-6)  # the logits come from the whole network
+    assert auto[0][3].shape == (64, 64) and not np.array_equal(auto[0][3], last[0][3])
 
 
 def test_randomised_weights_change_the_map(trained_run: Path, synth_root: Path) -> None:

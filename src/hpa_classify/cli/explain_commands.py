@@ -45,6 +45,7 @@ def explain(
     batch_size: BatchOpt = 8,
     device: DeviceOpt = None,
     skip_invalid: SkipOpt = False,
+    layer: Annotated[str, typer.Option("--layer", help="Feature map: auto (deepest at least 8 cells a side), last, or a stride such as 16.")] = "auto",
 ) -> None:
     """Class activation maps (Grad-CAM) of the predicted or given classes, over the composite and the green channel."""
     # lazy for start-up speed: data are checked before torch loads
@@ -52,12 +53,15 @@ def explain(
     from hpa_classify.explain.page import explain_run
     from hpa_classify.inference.runs import open_run
 
+    if layer not in ("auto", "last") and not layer.isdigit():
+        raise typer.BadParameter("auto, last or a stride such as 16", param_hint="--layer")
     wanted = [int(c) for c in _split(classes)]
     if any(not 0 <= c < NUM_CLASSES for c in wanted):
         raise typer.BadParameter(f"classes are 0-{NUM_CLASSES - 1}", param_hint="--classes")
     ds = load_data(data, images, split, skip_invalid, data_cfg=open_run(run).cfg.data)
     result = explain_run(run, ds, out, ids=_split(ids) or None, classes=wanted or None,
-                         batch_size=batch_size, device=_device(device), progress=progress_bars())
+                         batch_size=batch_size, device=_device(device), progress=progress_bars(),
+                         layer=int(layer) if layer.isdigit() else layer)
     n_maps = sum(len(c) for c in result.classes)
     console.print(f"{n_maps} maps of {len(result.ids)} images: {result.page}")
 

@@ -1,4 +1,4 @@
-"""Grad-CAM on the last feature map of any timm convolutional network.
+"""Grad-CAM on a feature map of any timm convolutional network.
 
 timm splits every network into ``forward_features`` (the last feature map,
 ``(B, C, h, w)`` for a convolutional backbone) and ``forward_head`` (pooling,
@@ -6,6 +6,12 @@ dropout, classifier), so the map is found the same way for every backbone the
 project trains, with no layer names. Grad-CAM (Selvaraju et al. 2017) weighs
 the feature map's channels by the mean gradient of a class's logit and keeps
 the positive part.
+
+The last feature map has stride 32: 4 x 4 cells for a 128 px input, too
+coarse to say which part of a field holds a class. ``layer="auto"`` takes
+instead the deepest stage whose map is at least :data:`MIN_SIDE` cells a side
+(timm ``forward_intermediates``; the logits still come from the whole
+network), which at 512 px is the last one.
 """
 
 from __future__ import annotations
@@ -57,20 +63,52 @@ def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True).float()  # type: ignore[operator]
 
 
+#: ``layer="auto"`` picks the deepest feature map at least this many cells a side.
+MIN_SIDE = 8
+
+
+def stage_for(model: nn.Module, side: int, layer: str | int = "auto") -> int | None:
+    """The index (into timm ``feature_info``) of the stage to explain, or None for the last map.
+
+    ``layer``: ``"last"``, ``"auto"`` (the deepest stage whose map on a ``side`` px
+    input is at least :data:`MIN_SIDE` cells; the last when that is the last
+    stage, or when the network gives no intermediate maps), or a stride
+    (8, 16, 32: the stage of that reduction).
+    """
+    info = getattr(model, "feature_info", None)
+    if layer == "last" or not hasattr(model, "forward_intermediates") or not info:
+        return None
+    strides = [int(f["reduction"]) for f in info]
+    if layer == "auto":
+        fits = [i for i, r in enumerate(strides) if side // r >= MIN_SIDE]
+        index = fits[-1] if fits else 0
+    else:
+        if int(layer) not in strides:
+            raise ConfigError(f"{type(model).__name__} has feature maps of stride {strides}, not {layer}")
+        index = strides.index(int(layer))
+    return None if index == len(strides) - 1 else index
+
+
 def grad_cam(
-    model: nn.Module, x: torch.Tensor, classes: Sequence[Sequence[int]]
+    model: nn.Module, x: torch.Tensor, classes: Sequence[Sequence[int]], layer: str | int = "last"
 ) -> tuple[np.ndarray, list[dict[int, np.ndarray]]]:
     """Probabilities ``(B, 28)`` and, per image, a Grad-CAM map for each of its ``classes``.
 
     Each map has the input's height and width (bilinear upsampling), values in
     [0, 1] (divided by its maximum; all zero where no channel speaks for the
     class). One forward pass for the batch, one backward pass per class asked.
+    ``layer`` chooses the feature map (:func:`stage_for`; default the last).
     """
     model.eval()
+    stage = stage_for(model, int(x.shape[-1]), layer)
     with torch.enable_grad():
-        feats = feature_map(model, x.detach())
-        feats.retain_grad()
-        logits = model.forward_head(feats).float()  # type: ignore[operator]
+        if stage is None:
+            feats = feature_map(model, x.detach())
+            last = feats
+        else:
+            last, inter = model.forward_intermediates(x.detach(), indices=[stage])  # type: ignore[operator]
+            feats = inter[0]
+        logits = model.forward_head(last).float()  # type: ignore[operator]
         wanted = sorted({int(c) for cs in classes for c in cs})
         maps: list[dict[int, np.ndarray]] = [{} for _ in range(len(x))]
         for k, c in enumerate(wanted):

@@ -18,7 +18,7 @@ from hpa_classify.classes import CLASS_NAMES
 from hpa_classify.data.layout import Dataset
 from hpa_classify.errors import DataError
 from hpa_classify.evaluate.thresholds import load_thresholds
-from hpa_classify.explain.cam import data_inputs, grad_cam, load_batch
+from hpa_classify.explain.cam import data_inputs, grad_cam, load_batch, stage_for
 from hpa_classify.fileio import atomic_path
 from hpa_classify.inference.predict import default_device
 from hpa_classify.inference.runs import load_model, open_run
@@ -98,9 +98,14 @@ def explain_run(
     batch_size: int = 8,
     device: torch.device | None = None,
     progress: Progress | None = None,
+    layer: str | int = "auto",
 ) -> Explained:
     """Write ``OUT/explain.html``: per image, a Grad-CAM map for each class predicted by the
-    run's thresholds (the most probable one if none passes), or for ``classes`` if given."""
+    run's thresholds (the most probable one if none passes), or for ``classes`` if given.
+
+    ``layer`` picks the feature map (:func:`~hpa_classify.explain.cam.stage_for`):
+    by default the deepest one at least 8 cells a side at the run's image size.
+    """
     run = open_run(run_dir)
     out = Path(out)
     check_output_folder(out, [run.path, *data_inputs(data)])
@@ -117,7 +122,7 @@ def explain_run(
             probs = torch.sigmoid(model(x).float()).cpu().numpy()
         wanted = [list(classes) if classes else (np.flatnonzero(p >= thresholds).tolist() or [int(p.argmax())])
                   for p in probs]
-        _, maps = grad_cam(model, x, wanted)
+        _, maps = grad_cam(model, x, wanted, layer)
         for i, k in enumerate(chunk):
             parts.append(_sample_html(data.ids[k], raw[i], maps[i], probs[i]))
         all_classes += wanted
@@ -125,7 +130,9 @@ def explain_run(
         task.advance(len(chunk))
     task.close()
     out.mkdir(parents=True, exist_ok=True)
-    intro = (f"<p>Grad-CAM on the last feature map of {html.escape(run.cfg.model.name)} "
+    stage = stage_for(model, run.cfg.data.size, layer)
+    where = "the last feature map" if stage is None else f"the stride-{model.feature_info[stage]['reduction']} feature map"
+    intro = (f"<p>Grad-CAM on {where} of {html.escape(run.cfg.model.name)} "
              f"({html.escape(str(run.path))}), {len(index)} images; warm colours: where the class's evidence lies.</p>")
     page = out / "explain.html"
     with atomic_path(page) as tmp:
