@@ -11,7 +11,7 @@
 """
 
 from hpa_classify.cells.batch import SegmentSummary, segment_dataset
-from hpa_classify.cells.evaluation import evaluate_labels
+from hpa_classify.cells.evaluation import evaluate_by_density, evaluate_labels
 from hpa_classify.cells.masks import read_labels, write_labels
 from hpa_classify.cells.metrics import IOU_THRESHOLDS, MatchCounts, match_counts
 from hpa_classify.cells.overlay import draw_outlines
@@ -25,6 +25,7 @@ __all__ = [
     "SegmentSummary",
     "Segmentation",
     "draw_outlines",
+    "evaluate_by_density",
     "evaluate_labels",
     "infer_pixel_size",
     "match_counts",
