@@ -60,9 +60,38 @@ def test_write_report_adds_example_images(tmp_path: Path) -> None:
                                     tmp_path / "none.png") is None
 
 
+def test_example_maps_are_asked_for_the_tiles_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    n = 6
+    labels = [[i % 3] for i in range(n)]
+    ids = make_dataset(tmp_path / "data" / "train.csv", tmp_path / "data", n=n, size=20, labels=labels)
+    files = {i: {c: tmp_path / "data" / f"{i}_{c}.png" for c in CHANNELS} for i in ids}
+    y = np.zeros((n, NUM_CLASSES), int)
+    for row, lab in enumerate(labels):
+        y[row, lab] = 1
+    probs = np.clip(0.5 * y + 0.6 * np.random.default_rng(1).random(y.shape), 0, 1)
+    preds = (probs >= 0.5).astype(int)
+    asked: list[tuple[str, int]] = []
+
+    def cam(channel_files: list, classes: list[int]) -> list[np.ndarray]:
+        asked.extend((Path(f["red"]).name.rsplit("_", 1)[0], c) for f, c in zip(channel_files, classes))
+        return [np.eye(8, dtype=np.float32) for _ in classes]
+
+    out = plot_prediction_examples(ids, y, preds, probs, files, tmp_path / "maps.png", cam=cam)
+    assert out is not None and out.read_bytes().startswith(PNG_MAGIC)
+    shown = {(ids[row], cls) for picked in pick_examples(y, preds, probs, 6).values() for row, cls, _ in picked}
+    assert sorted(asked) == sorted(shown)  # one map per tile, each for the tile's own class
+
+    def broken(channel_files: list, classes: list[int]) -> list[np.ndarray]:
+        raise RunError("run/checkpoints/best.ckpt: not found")
+
+    with caplog.at_level("WARNING"):
+        assert plot_prediction_examples(ids, y, preds, probs, files, tmp_path / "plain.png", cam=broken) is not None
+    assert "without activation maps" in caplog.text and "best.ckpt" in caplog.text
+
+
 def test_train_report_shows_examples(trained_run: Path) -> None:
     figures = trained_run / "report" / "figures"
-    for name in ("training_curves", "class_f1", "label_counts", "pr_curves", "examples"):
+    for name in ("training_curves", "class_f1", "label_counts", "pr_curves", "examples", "example_maps"):
         assert (figures / f"{name}.png").read_bytes().startswith(PNG_MAGIC), name
 
 
@@ -75,7 +104,7 @@ def test_hpa_report_regenerates_without_retuning(trained_run: Path, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert (run / "thresholds.json").read_bytes() == thresholds
     html = (run / "report" / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 5
+    assert html.count('src="data:image/png;base64,') == 6  # the five figures and the examples' maps
     summary = json.loads((run / "report" / "summary.json").read_text())
     before = json.loads((trained_run / "report" / "summary.json").read_text())
     assert summary["macro_f1"] == before["macro_f1"]

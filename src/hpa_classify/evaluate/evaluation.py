@@ -15,14 +15,19 @@ Three entry points, one job each:
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hpa_classify.classes import to_multihot
+from hpa_classify.data.io import load_sample
 from hpa_classify.data.layout import Dataset, load_dataset
 from hpa_classify.errors import DataError, HPAError, RunError
+from hpa_classify.evaluate.figures import ExampleMaps
 from hpa_classify.evaluate.metrics import binarize, class_table, thresholded_macro_f1
 from hpa_classify.evaluate.report import write_report
 from hpa_classify.evaluate.thresholds import (
@@ -33,9 +38,16 @@ from hpa_classify.evaluate.thresholds import (
     search_thresholds,
 )
 from hpa_classify.fileio import write_csv, write_json
+from hpa_classify.inference.cam import maps_of_images
 from hpa_classify.inference.members import ensemble_probs
 from hpa_classify.inference.probs import probs_frame
-from hpa_classify.inference.runs import Run, logger_command, logger_dir, read_json
+from hpa_classify.inference.runs import (
+    Run,
+    load_model,
+    logger_command,
+    logger_dir,
+    read_json,
+)
 from hpa_classify.outputs import check_output_folder
 from hpa_classify.progress import Progress
 
@@ -81,6 +93,19 @@ def run_image_files(run: Run) -> dict[str, dict[str, Path]] | None:
         log.warning("no example images in the report: %s", exc)
         return None
     return dict(zip(ds.ids, ds.files))
+
+
+def _run_maps(run: Run) -> ExampleMaps:
+    """Activation maps of the run's own model (loaded once, when first asked) for the report's examples."""
+    model: list[torch.nn.Module] = []
+
+    def maps(files: list[Mapping[str, str | os.PathLike[str]]], classes: list[int]) -> list[np.ndarray]:
+        if not model:
+            model.append(load_model(run))
+        raw = np.stack([load_sample(f, size=run.cfg.data.size) for f in files])
+        return maps_of_images(model[0], run.cfg, raw, classes)
+
+    return maps
 
 
 def _held_out_kind(run: Run) -> str:
@@ -217,7 +242,7 @@ def _summarise(
         out_dir, table, summary,
         y_true=y_true if figures else None, probs=probs if figures else None, thresholds=thresholds,
         metrics_csv=metrics_csv, title=f"{cfg.name}: evaluation", ids=ids, image_files=image_files,
-        training_log=training_log,
+        training_log=training_log, cam=None if run.is_kfold else _run_maps(run),
     )
     summary["report"] = str(html)
     return summary

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,10 @@ from hpa_classify.render.figures import (
 )
 
 log = logging.getLogger(__name__)
+
+
+#: Given channel files and a class per image, one activation map per image.
+ExampleMaps = Callable[[list[Mapping[str, str | os.PathLike[str]]], list[int]], list[np.ndarray]]
 
 
 #: The kinds of example shown in the examples figure, in row order.
@@ -392,6 +396,7 @@ def plot_prediction_examples(
     k: int = 6,
     tile: int = 160,
     class_names: list[str] | None = None,
+    cam: ExampleMaps | None = None,
 ) -> Path | None:
     """Images with their predictions: rows of the most confident right and wrong decisions.
 
@@ -412,6 +417,9 @@ def plot_prediction_examples(
     tile : int
         Side of each image, px.
     class_names : list of str, optional
+    cam : callable, optional
+        Given the shown images' channel files and classes, a class
+        activation map (0-1, any size) for each: drawn over its tile.
 
     Returns
     -------
@@ -426,6 +434,7 @@ def plot_prediction_examples(
     if not any(chosen.values()):
         log.info("no example images: none of the %d images' files were found", len(ids))
         return None
+    maps = _example_maps(cam, chosen, ids, image_files) if cam is not None else {}
     ncols = max(len(v) for v in chosen.values())
     fig = new_figure(2.0 * ncols + 1.2, 2.55 * len(chosen))
     axes = np.atleast_2d(fig.subplots(len(chosen), ncols, squeeze=False))
@@ -450,6 +459,9 @@ def plot_prediction_examples(
                 log.warning("example image %s not shown: %s", ids[row], exc)
                 continue
             ax.imshow(composite_rgb(image), interpolation="antialiased")
+            if (row, cls) in maps:
+                ax.imshow(maps[row, cls], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0,
+                          extent=(-0.5, image.shape[2] - 0.5, image.shape[1] - 0.5, -0.5))
             color = RIGHT_COLOR if kind == "right" else VAL_COLOR
             true_ids = " ".join(str(x) for x in np.flatnonzero(t[row]))
             pred_ids = " ".join(str(x) for x in np.flatnonzero(q[row]))
@@ -461,5 +473,20 @@ def plot_prediction_examples(
             for side in ax.spines.values():
                 side.set_edgecolor(color)
                 side.set_linewidth(2)
-    fig.suptitle("Most confident predictions, right and wrong", fontsize=10)
+    fig.suptitle("Most confident predictions, right and wrong"
+                 + (", with each tile's class activation map" if maps else ""), fontsize=10)
     return save_figure(fig, out_png)
+
+
+def _example_maps(
+    cam: ExampleMaps, chosen: dict[str, list[tuple[int, int, float]]], ids: list[str],
+    image_files: Mapping[str, Mapping[str, str | os.PathLike[str]]],
+) -> dict[tuple[int, int], np.ndarray]:
+    """(row, class) -> map for every tile picked; empty (and a warning) when the maps fail."""
+    pairs = sorted({(row, cls) for picked in chosen.values() for row, cls, _ in picked})
+    try:
+        found = cam([image_files[ids[row]] for row, _ in pairs], [cls for _, cls in pairs])
+    except HPAError as exc:
+        log.warning("example images drawn without activation maps: %s", exc)
+        return {}
+    return dict(zip(pairs, found, strict=True))

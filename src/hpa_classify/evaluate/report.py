@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_classify.evaluate.figures import (
+    ExampleMaps,
     require_columns,
     plot_class_f1,
     plot_label_counts,
@@ -41,6 +42,8 @@ FIGURES: dict[str, str] = {
     "pr_curves": "Precision-recall curve per class (dot: chosen threshold)",
     "examples": "Most confident predictions, right and wrong (RGB composite: red microtubules, "
     "green protein, blue nucleus, yellow ER added to red and green)",
+    "example_maps": "The same images with the class activation map of each tile's class (Grad-CAM; "
+    "warm: where the model's evidence for that class lies)",
 }
 
 
@@ -57,6 +60,7 @@ def write_report(
     ids: list[str] | None = None,
     image_files: Mapping[str, Mapping[str, str | os.PathLike[str]]] | None = None,
     training_log: tuple[str | os.PathLike[str], str] | None = None,
+    cam: ExampleMaps | None = None,
 ) -> Path:
     """Write ``report.html`` and ``report.md`` with summary, figures and per-class table.
 
@@ -90,6 +94,10 @@ def write_report(
     training_log : (path-like, str), optional
         The folder of a run's TensorBoard or MLflow logs and the command that
         opens it; adds a "Training logs" section that links to the folder.
+    cam : callable, optional
+        Activation maps of the example images (see
+        :func:`~hpa_classify.evaluate.figures.plot_prediction_examples`); adds
+        the figure of the same examples with their maps.
 
     Returns
     -------
@@ -125,6 +133,12 @@ def write_report(
                 class_names=names)
             if examples is not None:
                 figures.append(("examples", examples))
+            if examples is not None and cam is not None:
+                with_maps = plot_prediction_examples(
+                    list(ids), y_true, preds, probs, image_files, fig_dir / "example_maps.png",
+                    class_names=names, cam=cam)
+                if with_maps is not None:
+                    figures.append(("example_maps", with_maps))
 
     summary_rows = [[str(k), format_value(v)] for k, v in summary.items()]
     columns = [str(c) for c in table.columns]
