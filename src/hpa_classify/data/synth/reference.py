@@ -13,7 +13,12 @@ import math
 import cv2
 import numpy as np
 
-from hpa_classify.data.synth.drawing import bezier, draw_clipped, polylines, smooth_noise
+from hpa_classify.data.synth.drawing import (
+    bezier,
+    draw_clipped,
+    polylines,
+    smooth_noise,
+)
 from hpa_classify.data.synth.geometry import Cell, Field
 
 
@@ -154,9 +159,8 @@ def reticulum(fld: Field, rng: np.random.Generator, floor: float) -> np.ndarray:
     networks the same way, so the green channel alone cannot tell them from
     the ER: only whether the green lies on the yellow can, as in real images
     read against the ER marker. Each cell's network fills a sector around
-    its nucleus, of random direction and width (a fifth of the cells: the
-    whole cell), so that the difference shows at the scale of a cell, not
-    only of a strand. ``floor`` is the level between the strands (1: no
+    its nucleus, of random direction and width, so that the difference
+    shows at the scale of a cell, not only of a strand. ``floor`` is the level between the strands (1: no
     network visible).
     """
     strands = smooth_noise(rng, fld.size, fld.px(float(rng.uniform(6.0, 10.0)), 2.0))
@@ -170,10 +174,10 @@ def reticulum(fld: Field, rng: np.random.Generator, floor: float) -> np.ndarray:
 
 def _sectors(fld: Field, rng: np.random.Generator) -> np.ndarray:
     """Per pixel, how far it lies inside its cell's sector (0-1): a random direction seen from the
-    nucleus, a random width from a third of the cell to all of it."""
+    nucleus, a random width from 30% to 70% of the way round."""
     n = len(fld.cells)
     direction = rng.uniform(0, 2 * math.pi, n)
-    width = np.minimum(rng.uniform(0.35, 1.15, n), 1.0)  # share of the full circle
+    width = rng.uniform(0.3, 0.7, n)  # share of the full circle
     centres = [(c.nucleus.cx, c.nucleus.cy) if c.nucleus is not None else (c.shape.cx, c.shape.cy)
                for c in fld.cells]
     cx = fld.per_cell([x for x, _ in centres])
@@ -183,4 +187,4 @@ def _sectors(fld: Field, rng: np.random.Generator) -> np.ndarray:
     toward = np.cos(phi - fld.per_cell(list(direction)))
     edge = np.cos(np.pi * fld.per_cell(list(width)))
     inside = 1.0 / (1.0 + np.exp(-(toward - edge) / 0.12))
-    return np.where(fld.per_cell(list(width >= 1.0)) > 0, 1.0, inside).astype(np.float32)
+    return inside.astype(np.float32)

@@ -114,7 +114,7 @@ def lipid_droplets(fld: Field, rng: np.random.Generator) -> np.ndarray:
 def mitochondria(fld: Field, rng: np.random.Generator) -> np.ndarray:
     """Short tubules crowding near the nucleus; version 2: a network off the ER's (a decoy)."""
     if fld.version >= 2:
-        return reticulum(fld, rng, float(rng.uniform(0.1, 0.5)))
+        return reticulum(fld, rng, float(rng.uniform(0.15, 0.6)))
     canvas = np.zeros((fld.size, fld.size), np.float32)
     weight = np.exp(-fld.nuc_dist / (0.5 * fld.cell_radius)) + 0.15
     for i in range(len(fld.cells)):
@@ -156,7 +156,7 @@ def aggresome(fld: Field, rng: np.random.Generator) -> np.ndarray:
 def cytosol(fld: Field, rng: np.random.Generator) -> np.ndarray:
     """The whole cytoplasm; version 2: mottled by a network off the ER's (a decoy)."""
     if fld.version >= 2:
-        return reticulum(fld, rng, float(rng.uniform(0.3, 0.75))) + float(rng.uniform(0, 0.12)) * fld.nuc
+        return reticulum(fld, rng, float(rng.uniform(0.15, 0.6))) + float(rng.uniform(0, 0.12)) * fld.nuc
     tex = smooth_noise(rng, fld.size, fld.px(8.0))
     cyto = (fld.lab > 0) & ~fld.nuc
     return (cyto * (0.55 + 0.08 * tex) + 0.1 * fld.nuc).astype(np.float32)
