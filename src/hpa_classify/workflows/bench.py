@@ -132,7 +132,7 @@ class BenchSpec:
     """
 
     n_train: int = 800
-    n_test: int = 200
+    n_test: int = 600
     size: int = 128
     data_seed: int = 0
     min_per_class: int = 2
