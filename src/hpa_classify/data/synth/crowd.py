@@ -24,11 +24,11 @@ import numpy as np
 from hpa_classify.data.synth.geometry import (
     Cell,
     Field,
-    random_shape,
-    dividing_units,
     field_of,
     interphase,
     make_cells,
+    place_dividing,
+    random_shape,
 )
 
 #: Cells placed per field (a daughter pair counts once), inclusive.
@@ -53,14 +53,7 @@ def _crowd_units(
     # the first cell sits near the centre: it shows every class of the image
     x, y = rng.uniform(0.3 * size, 0.7 * size, 2)
     units.append(("cell", float(x), float(y), float(radius * rng.uniform(0.9, 1.2))))
-    for kind, required in dividing_units(rng, labels):
-        r = radius * (0.72 if kind == "metaphase" else 1.25)
-        for attempt in range(60):
-            x, y = rng.uniform(0.12 * size, 0.88 * size, 2)
-            free = all(math.hypot(x - ux, y - uy) >= 0.85 * (r + ur) for _, ux, uy, ur in units)
-            if free or (required and attempt == 59):
-                units.append((kind, float(x), float(y), r))
-                break
+    place_dividing(rng, size, radius, labels, units, tries=60, margin=0.12, spacing=0.85)
     for _ in range(80 * n_target):
         if len(units) >= n_target:
             break

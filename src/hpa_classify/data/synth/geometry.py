@@ -145,6 +145,32 @@ def dividing_units(rng: np.random.Generator, labels: Sequence[int]) -> list[tupl
     return dividing
 
 
+def place_dividing(
+    rng: np.random.Generator,
+    size: int,
+    radius: float,
+    labels: Sequence[int],
+    units: list[tuple[str, float, float, float]],
+    tries: int,
+    margin: float,
+    spacing: float,
+) -> None:
+    """Append the field's dividing cells (:func:`dividing_units`) to ``units``.
+
+    Each is placed at random between ``margin`` and ``1 - margin`` of the side,
+    at least ``spacing`` times the sum of radii from every unit placed; after
+    ``tries`` attempts a required one is placed anyway, an optional one dropped.
+    """
+    for kind, required in dividing_units(rng, labels):
+        r = radius * (0.72 if kind == "metaphase" else 1.25)
+        for attempt in range(tries):
+            x, y = rng.uniform(margin * size, (1 - margin) * size, 2)
+            free = all(math.hypot(x - ux, y - uy) >= spacing * (r + ur) for _, ux, uy, ur in units)
+            if free or (required and attempt == tries - 1):
+                units.append((kind, float(x), float(y), r))
+                break
+
+
 def place_units(
     rng: np.random.Generator, size: int, radius: float, labels: Sequence[int]
 ) -> list[tuple[str, float, float, float]]:
@@ -154,14 +180,7 @@ def place_units(
     packing = rng.uniform(0.55, 0.62) if dense else rng.uniform(0.6, 0.85)
     n_target = int(np.clip(round(density * size * size / (math.pi * radius**2)), 2, 24))
     units: list[tuple[str, float, float, float]] = []
-    for kind, required in dividing_units(rng, labels):
-        r = radius * (0.72 if kind == "metaphase" else 1.25)
-        for attempt in range(40):
-            x, y = rng.uniform(0.25 * size, 0.75 * size, 2)
-            free = all(math.hypot(x - ux, y - uy) >= 0.9 * (r + ur) for _, ux, uy, ur in units)
-            if free or (required and attempt == 39):
-                units.append((kind, float(x), float(y), r))
-                break
+    place_dividing(rng, size, radius, labels, units, tries=40, margin=0.25, spacing=0.9)
     attempts = 0
     n_inter = 0
     while n_inter < max(1, n_target - len(units)) and attempts < 30 * n_target:
