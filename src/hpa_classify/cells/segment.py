@@ -181,10 +181,8 @@ def _fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     if n == 0:
         return mask
     areas = np.bincount(holes.ravel())
-    edge = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
-    fill = areas <= max_area
+    fill = (areas <= max_area) & ~_touching_edge(holes)
     fill[0] = False
-    fill[edge] = False
     return mask | fill[holes]
 
 
@@ -276,7 +274,8 @@ def segment_cells(
         return np.zeros(nuclei.shape, np.int32)
     raw = _reference(image)
     ref = _blur(raw, px(settings.cell_smooth, pixel_um))
-    fine = _blur(raw, px(settings.foreground_smooth, pixel_um))
+    same = settings.foreground_smooth == settings.cell_smooth  # the default: one blur serves both
+    fine = ref if same else _blur(raw, px(settings.foreground_smooth, pixel_um))
     level = float(threshold_otsu(fine)) if float(fine.max()) > float(fine.min()) else float(fine.max())
     foreground = (fine > settings.foreground * level) | (nuclei > 0)
     foreground = _fill_small_holes(foreground, area_px(settings.max_hole_area, pixel_um))
