@@ -20,10 +20,14 @@ def probs_frame(ids: list[str], probs: np.ndarray, labels: list[list[int]] | Non
 
 
 def read_probs(path: Path) -> tuple[list[str], np.ndarray, list[list[int]] | None]:
-    """Read a table written from :func:`probs_frame`."""
+    """Read a table written from :func:`probs_frame`.
+
+    An empty Target is an image without classes (a 2021 Negative, see
+    :func:`hpa_classify.data.table.read_table`), read back as ``[]``.
+    """
     frame = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
     probs = frame[[f"p{i:02d}" for i in range(NUM_CLASSES)]].to_numpy(np.float32)
     labels = None
     if "Target" in frame:
-        labels = [parse_target(t, row=i) for i, t in zip(frame["Id"], frame["Target"])]
+        labels = [parse_target(t, row=i) if t.strip() else [] for i, t in zip(frame["Id"], frame["Target"])]
     return frame["Id"].tolist(), probs, labels

@@ -143,7 +143,7 @@ def open_pack(
         raise DataError(
             f"{root}: the pack is unfinished; run the same 'hpa pack' command again to finish it"
         )
-    ids, labels = read_table(root / INDEX_NAME)
+    ids, labels = read_table(root / INDEX_NAME, allow_empty=True)  # a 2021 Negative has no class
     if meta.get("has_labels") is True and labels is None:
         raise DataError(f"{root / INDEX_NAME}: no 'Target' column, but {root / META_NAME} says the pack has labels")
     if len(ids) != meta["n_samples"]:
