@@ -1,0 +1,105 @@
+"""A training set of cell crops, labelled with their field's labels, in the Kaggle layout.
+
+Weak supervision as the HPA 2021 challenge posed it: only fields carry labels,
+so every cell of a field is given the field's labels. The crop set is an
+ordinary dataset (``train.csv`` and ``train/{Id}_{red,green,blue,yellow}.png``)
+that every command reads, with crop Ids ``{field Id}-c{cell:05d}``, plus
+``crops.csv`` (``Id,field,cell``) saying where each crop came from and
+``cropset.json`` (how the crops were cut, from which fields). Fields
+without a label (a Negative 2021 field) give no crops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from hpa_classify.cells.crops import CROP_MARGIN, cell_crops
+from hpa_classify.cells.masks import label_path, read_labels
+from hpa_classify.classes import CHANNELS, format_target
+from hpa_classify.data.layout import Dataset, load_dataset
+from hpa_classify.errors import DataError
+from hpa_classify.fileio import atomic_path, write_csv, write_json
+from hpa_classify.progress import Progress, track
+
+__all__ = ["CROPSET_RECORD", "crop_id", "write_cropset"]
+
+CROPSET_RECORD = "cropset.json"
+
+
+def crop_id(field_id: str, cell: int) -> str:
+    """The Id of the crop of ``cell`` in field ``field_id``.
+
+    >>> crop_id("abc", 7)
+    'abc-c00007'
+    """
+    return f"{field_id}-c{int(cell):05d}"
+
+
+def _record_of(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_png(path: Path, plane: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", plane)
+    if not ok:
+        raise OSError(f"{path}: could not encode the crop")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
+def write_cropset(
+    dataset: Dataset,
+    labels_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    size: int,
+    margin: float = CROP_MARGIN,
+    progress: Progress | None = None,
+) -> Dataset:
+    """Cut every cell of the labelled ``dataset`` into ``out``; return the crop set as a Dataset.
+
+    An ``out`` that already holds the crops of the same fields, size and
+    margin (its ``cropset.json``) is reused as it is.
+    """
+    if dataset.labels is None:
+        raise DataError(f"{dataset.csv_path}: a crop set for training needs the fields' labels (a Target column)")
+    out = Path(out)
+    record: dict[str, Any] = {
+        "format": 1, "size": size, "margin": margin, "masked": True,
+        "fields": len(dataset), "source": str(Path(dataset.csv_path).resolve()),
+        "labels": str(Path(labels_dir).resolve()),
+    }
+    csv = out / "train.csv"
+    if _record_of(out / CROPSET_RECORD) == record and csv.is_file():
+        return load_dataset(out)
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    (out / CROPSET_RECORD).unlink(missing_ok=True)  # written last: a cut short set is never reused
+    rows, origin = [], []
+    for i in track(range(len(dataset)), f"cutting the cells of {len(dataset)} fields", progress=progress):
+        if not dataset.labels[i]:
+            continue
+        image = dataset.read(i)
+        labels = read_labels(label_path(labels_dir, dataset.ids[i], "cells"), image.shape[1:])
+        ids, crops = cell_crops(image, labels, size, margin)
+        target = format_target(dataset.labels[i])
+        for k, crop in zip(ids, crops, strict=True):
+            cid = crop_id(dataset.ids[i], int(k))
+            for c, name in enumerate(CHANNELS):
+                _write_png(out / "train" / f"{cid}_{name}.png", crop[c])
+            rows.append((cid, target))
+            origin.append((cid, dataset.ids[i], int(k)))
+    if not rows:
+        raise DataError(f"{labels_dir}: no cells in any labelled field, so no crops to train on")
+    write_csv(csv, pd.DataFrame(rows, columns=["Id", "Target"]))
+    write_csv(out / "crops.csv", pd.DataFrame(origin, columns=["Id", "field", "cell"]))
+    write_json(out / CROPSET_RECORD, record)
+    return load_dataset(out)

@@ -1,0 +1,218 @@
+"""Per-cell prediction over a dataset, and what it writes: the Kaggle 2021 submission, tables, overlays.
+
+The cells come from label images already made (``hpa segment``, or the
+user's own, in one folder as :mod:`~hpa_classify.cells.batch` writes them).
+The field classifier's probabilities come in whole (one row per field); the
+cell classifier sees every cell's crop (:mod:`~hpa_classify.cells.crops`) at
+its own input size. :func:`cell_table` gathers the scores of every method
+(:mod:`~hpa_classify.cells.classify`); :func:`write_cell_outputs` writes:
+
+* ``submission.csv``: ``ID,ImageWidth,ImageHeight,PredictionString``, one row
+  per field; for every cell and each of the 19 classes, ``label confidence
+  mask`` with the mask in the competition's encoding (:mod:`~hpa_classify.cells.rle`);
+  a field without cells gets an empty PredictionString;
+* ``cell_probs.csv``: field ``ID``, ``cell`` and the 19 scores by class name;
+* ``cells.csv``: for people: field, cell, bounding box, area, and the three
+  most probable classes with their scores;
+* ``overlays/{ID}.png`` (optional): the composite with every cell outlined
+  and its most probable class written on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from torch import nn
+
+from hpa_classify.cells.classify import DEFAULT_CELL_WEIGHT, cell_scores, crop_probs
+from hpa_classify.cells.crops import cell_crops
+from hpa_classify.cells.masks import label_path, read_labels
+from hpa_classify.cells.overlay import draw_outlines, write_overlay
+from hpa_classify.cells.rle import encode_mask, format_prediction
+from hpa_classify.classes import CLASS_NAMES_2021, NUM_CLASSES, NUM_CLASSES_2021
+from hpa_classify.config import Config
+from hpa_classify.data.layout import Dataset
+from hpa_classify.fileio import write_csv
+from hpa_classify.progress import Progress, track
+
+__all__ = ["SUBMISSION_COLUMNS", "CellTable", "cell_table", "write_cell_outputs"]
+
+#: Columns of a Kaggle 2021 submission.
+SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
+
+#: Classes named in ``cells.csv``, most probable first.
+TOP_CLASSES = 3
+
+
+@dataclass
+class CellTable:
+    """Every cell of a dataset and its scores by method.
+
+    ``field_index[j]`` is the row in ``ids`` (the dataset's order) of cell ``j``,
+    ``cell[j]`` its id in the field's label image; ``scores[method]`` is
+    ``(n_cells, 19)``. ``shapes`` holds each field's ``(height, width)``.
+    """
+
+    ids: list[str]
+    shapes: list[tuple[int, int]]
+    field_index: np.ndarray
+    cell: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.cell)
+
+    def of_field(self, index: int) -> np.ndarray:
+        """Positions (rows) of the cells of field ``index``."""
+        return np.flatnonzero(self.field_index == index)
+
+
+def field_labels(labels_dir: str | os.PathLike[str], sample_id: str, shape: tuple[int, int]) -> np.ndarray:
+    """The cell label image of ``sample_id`` in ``labels_dir``, checked against the field's shape."""
+    return read_labels(label_path(labels_dir, sample_id, "cells"), shape)
+
+
+def cell_table(
+    dataset: Dataset,
+    labels_dir: str | os.PathLike[str],
+    field_probs: np.ndarray | None = None,
+    cell_model: tuple[nn.Module, Config] | None = None,
+    tta: int = 1,
+    weight: float = DEFAULT_CELL_WEIGHT,
+    progress: Progress | None = None,
+) -> CellTable:
+    """Every cell of ``dataset`` (labels in ``labels_dir``) with the scores the models allow.
+
+    Parameters
+    ----------
+    field_probs : ndarray, optional
+        ``(len(dataset), 28)`` probabilities of a field classifier, in the
+        dataset's order.
+    cell_model : (model, config), optional
+        A classifier trained on cell crops; crops are cut at its
+        ``data.size``.
+    tta : int
+        Views of test-time augmentation for the crops.
+    """
+    if field_probs is not None and len(field_probs) != len(dataset):
+        raise ValueError(f"{len(field_probs)} rows of field probabilities for {len(dataset)} fields")
+    index: list[np.ndarray] = []
+    cells: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    shapes: list[tuple[int, int]] = []
+    for i in track(range(len(dataset)), f"cells of {len(dataset)} fields", progress=progress):
+        image = dataset.read(i)
+        shape = (int(image.shape[1]), int(image.shape[2]))
+        shapes.append(shape)
+        labels = field_labels(labels_dir, dataset.ids[i], shape)
+        if cell_model is not None:
+            model, cfg = cell_model
+            ids, crops = cell_crops(image, labels, cfg.data.size)
+            probs.append(crop_probs(model, cfg, crops, tta=tta))
+        else:
+            ids = np.unique(labels)
+            ids = ids[ids > 0].astype(np.int64)
+        cells.append(ids)
+        index.append(np.full(len(ids), i, np.int64))
+    field_index = np.concatenate(index) if index else np.zeros(0, np.int64)
+    table = CellTable(list(dataset.ids), shapes, field_index, np.concatenate(cells) if cells else field_index)
+    cell_p = None
+    if cell_model is not None:
+        cell_p = np.concatenate(probs) if probs else np.zeros((0, NUM_CLASSES), np.float32)
+    table.scores = cell_scores(field_probs, field_index, cell_p, weight)
+    return table
+
+
+def _boxes(labels: np.ndarray, ids: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """``(y0, x0, y1, x1, area)`` of each id in ``ids``."""
+    slices = ndimage.find_objects(labels.astype(np.int64, copy=False))
+    areas = np.bincount(labels.ravel(), minlength=int(ids.max(initial=0)) + 1)
+    out = []
+    for k in ids:
+        sl = slices[int(k) - 1]
+        out.append((sl[0].start, sl[1].start, sl[0].stop, sl[1].stop, int(areas[k])))
+    return out
+
+
+def _label_text(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, texts: list[str]) -> np.ndarray:
+    """The outlined composite with ``texts[j]`` written at the centre of cell ``ids[j]``."""
+    rgb = np.ascontiguousarray(draw_outlines(image, labels))
+    scale = rgb.shape[0] / labels.shape[0]
+    centres = ndimage.center_of_mass(np.ones_like(labels), labels, ids) if len(ids) else []
+    font = max(0.3, rgb.shape[0] / 1400)
+    for (cy, cx), text in zip(centres, texts, strict=True):
+        org = (int(cx * scale) - 4 * len(text), int(cy * scale))
+        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 120), 1, cv2.LINE_AA)
+    return rgb
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 18 else name[:16] + "."
+
+
+def write_cell_outputs(
+    table: CellTable,
+    dataset: Dataset,
+    labels_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    method: str,
+    overlays: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Write ``submission.csv``, ``cell_probs.csv``, ``cells.csv`` (and ``overlays/``) of ``method``.
+
+    Returns the paths written, by name.
+    """
+    if method not in table.scores:
+        raise ValueError(f"no '{method}' scores (have: {', '.join(table.scores)})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = table.scores[method]
+    rows, people = [], []
+    names = list(CLASS_NAMES_2021)
+    draw: Callable[[int, np.ndarray, np.ndarray], None] | None = None
+    if overlays:
+        (out / "overlays").mkdir(exist_ok=True)
+
+        def draw(i: int, labels: np.ndarray, at: np.ndarray) -> None:
+            texts = [_short(names[int(np.argmax(scores[j]))]) for j in at]
+            rgb = _label_text(dataset.read(i), labels, table.cell[at], texts)
+            write_overlay(out / "overlays" / f"{table.ids[i]}.png", rgb)
+
+    for i in track(range(len(table.ids)), f"writing {len(table.ids)} fields", progress=progress):
+        h, w = table.shapes[i]
+        labels = field_labels(labels_dir, table.ids[i], (h, w))
+        at = table.of_field(i)
+        items = []
+        for j, (y0, x0, y1, x1, area) in zip(at, _boxes(labels, table.cell[at]), strict=True):
+            mask = encode_mask(labels == table.cell[j])
+            items += [(c, float(scores[j, c]), mask) for c in range(NUM_CLASSES_2021)]
+            top = np.argsort(-scores[j], kind="stable")[:TOP_CLASSES]
+            people.append(
+                [table.ids[i], int(table.cell[j]), y0, x0, y1, x1, area]
+                + [v for c in top for v in (names[c], round(float(scores[j, c]), 4))]
+            )
+        rows.append((table.ids[i], w, h, format_prediction(items)))
+        if draw is not None:
+            draw(i, labels, at)
+    top_cols = [c for k in range(1, TOP_CLASSES + 1) for c in (f"class_{k}", f"prob_{k}")]
+    paths = {
+        "submission": write_csv(out / "submission.csv", pd.DataFrame(rows, columns=list(SUBMISSION_COLUMNS))),
+        "cells": write_csv(out / "cells.csv", pd.DataFrame(
+            people, columns=["ID", "cell", "y0", "x0", "y1", "x1", "area", *top_cols])),
+        "cell_probs": write_csv(out / "cell_probs.csv", pd.concat([
+            pd.DataFrame({"ID": [table.ids[i] for i in table.field_index], "cell": table.cell}),
+            pd.DataFrame(np.round(scores, 6), columns=names),
+        ], axis=1)),
+    }
+    if overlays:
+        paths["overlays"] = out / "overlays"
+    return paths
