@@ -95,3 +95,26 @@ def bench_quality(
                          progress=progress_bars())
     console.print(result.table, markup=False, highlight=False, soft_wrap=True)
     console.print(f"{result.markdown_path} and {result.csv_path} ({result.wall_seconds / 60:.1f} min)")
+
+
+@bench_app.command("cells")
+def bench_cells(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for data, runs, results.csv and cells.md.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: a few 128 px fields, 1 epoch, 1 seed.")] = False,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,1,2.")] = None,
+    n_train: Annotated[Optional[int], typer.Option("--n-train", help="Training fields.")] = None,
+    n_test: Annotated[Optional[int], typer.Option("--n-test", help="Test fields.")] = None,
+    field_epochs: Annotated[Optional[int], typer.Option("--field-epochs", help="Epochs of the field classifier.")] = None,
+    cell_epochs: Annotated[Optional[int], typer.Option("--cell-epochs", help="Epochs of the cell classifier.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key in every run.")] = None,
+) -> None:
+    """Per-cell mAP (HPA 2021 metric) of broadcast, cell-crop and combined scores, over seeds."""
+    from hpa_classify.workflows.cellbench import CELL_FULL, CELL_QUICK, run_cell_bench, with_changes
+
+    quiet_lightning()
+    spec = with_changes(CELL_QUICK if quick else CELL_FULL, seeds, set_ or [], n_train=n_train, n_test=n_test,
+                        field_epochs=field_epochs, cell_epochs=cell_epochs)
+    out = out or Path("runs") / ("bench-cells-quick" if quick else "bench-cells")
+    _, table, md = run_cell_bench(spec, out, command=" ".join(["hpa", *sys.argv[1:]]), progress=progress_bars())
+    console.print(table, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{md} and {md.with_name('results.csv')}")

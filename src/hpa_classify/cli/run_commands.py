@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Table
 
 from hpa_classify.cli.app import (
     ChannelsOpt,
@@ -46,8 +47,14 @@ def train(
     external: Annotated[Optional[Path], typer.Option("--external", help="Extra training images: an Id,Target CSV (HPAv18 style, PNG or JPG channels); rows whose Id is in DATA are left out.")] = None,
     external_images: Annotated[Optional[Path], typer.Option("--external-images", help="Image folder of --external (default: beside its CSV).")] = None,
     channels: ChannelsOpt = None,
+    task: Annotated[str, typer.Option("--task", help="fields: classify whole fields (default). cells: a cell classifier on the crops of every cell, labelled with its field's labels (fields segmented first, or --masks).")] = "fields",
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="With --task cells: label images made elsewhere, DIR/{Id}_cells.png (.tif), instead of segmenting.")] = None,
 ) -> None:
-    """Train a classifier by transfer learning; writes a run directory (K of them with --folds)."""
+    """Train a classifier by transfer learning; writes a run directory (K of them with --folds).
+
+    With --task cells the crops (data.size px) and label images go beside the
+    run, in RUN-crops/.
+    """
     from hpa_classify.config import load_config
     from hpa_classify.errors import Interrupted
     from hpa_classify.inference.distributed import is_global_zero
@@ -55,6 +62,12 @@ def train(
 
     if resume and force:
         raise HPAError("--resume continues a run and --force replaces it: pass one of them")
+    if task not in ("fields", "cells"):
+        raise HPAError(f"--task must be fields or cells, got '{task}'")
+    if task == "fields" and masks is not None:
+        raise HPAError("--masks serves --task cells only")
+    if task == "cells" and (folds is not None or external is not None):
+        raise HPAError("--task cells trains one run on crops: --folds and --external are for fields")
     if fold is not None and folds is None:
         raise HPAError("--fold i trains one fold of a K-fold run: pass --folds K too")
     scale = ([f"train.devices={devices}"] if devices is not None else []) + (
@@ -73,8 +86,14 @@ def train(
         ext = load_data(external, external_images, "train", skip_invalid or cfg.data.skip_invalid,
                         require_labels=True, data_cfg=cfg.data)
     try:
-        result = fit(cfg, ds, run_dir, folds=folds, fold=fold, external=ext, resume=resume, force=force,
-                     progress=progress_bars())
+        if task == "cells":
+            from hpa_classify.workflows.cells import train_cells  # lazy for start-up speed
+
+            result = train_cells(cfg, ds, run_dir, masks=masks, force=force, resume=resume,
+                                 progress=progress_bars())
+        else:
+            result = fit(cfg, ds, run_dir, folds=folds, fold=fold, external=ext, resume=resume, force=force,
+                         progress=progress_bars())
     except (Interrupted, KeyboardInterrupt) as exc:
         message = str(exc) if isinstance(exc, Interrupted) else "training stopped"
         if has_resume_point(run_dir):
@@ -114,17 +133,24 @@ def _print_eval(run_dir: Path) -> None:
 
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")],
-    data: Annotated[Optional[Path], typer.Argument(help="Labelled held-out data (optional).")] = None,
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'hpa train' (with --cells: the folder or submission.csv of 'hpa predict --cells').")],
+    data: Annotated[Optional[Path], typer.Argument(help="Labelled held-out data (optional; with --cells: the per-cell truth, a folder with cell_labels.csv and {Id}_cells.png, or a dataset whose masks/ holds them).")] = None,
     images: ImagesOpt = None,
     tta: Annotated[Optional[int], typer.Option(help="TTA views (1-8) for DATA.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (with --cells: a CSV of the average precision per class).")] = None,
     skip_invalid: SkipOpt = False,
     channels: ChannelsOpt = None,
+    cells: Annotated[bool, typer.Option("--cells", help="Score per-cell predictions with the HPA 2021 metric: per class, average precision over cells matched at IoU >= 0.6; the mean over classes.")] = False,
 ) -> None:
     """Macro F1, per-class table and thresholds; on the validation split or on DATA."""
     from hpa_classify.evaluate.evaluation import evaluate_held_out, tune_thresholds
     from hpa_classify.inference.runs import open_run
+
+    if cells:
+        if data is None:
+            raise HPAError("--cells needs the per-cell truth as DATA (a folder with cell_labels.csv)")
+        _evaluate_cells(run, data, out)
+        return
 
     r = open_run(run)
     if data is None:
@@ -153,7 +179,7 @@ def report(
 def predict(
     run: Annotated[list[Path], typer.Argument(help="Run directory made by 'hpa train'; several make an ensemble (RUN [RUN...] DATA).", show_default=False)],
     data: DataArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Submission CSV (Id,Predicted).")] = Path("submission.csv"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Submission CSV (Id,Predicted); with --cells a folder (default: cells).", show_default="submission.csv")] = None,
     images: ImagesOpt = None,
     tta: Annotated[Optional[int], typer.Option(help="TTA views: flips and 90-degree rotations (1-8).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per batch.")] = None,
@@ -164,12 +190,24 @@ def predict(
     weights: Annotated[Optional[str], typer.Option("--weights", help="Ensemble weights, one per RUN, e.g. 2,1 (default: equal).")] = None,
     channels: ChannelsOpt = None,
     intensity: IntensityOpt = None,
+    cells: Annotated[bool, typer.Option("--cells", help="Classify every cell (HPA 2021, 19 classes): field runs give each cell their field's probabilities, a run trained with --task cells scores each crop; with both, the combination. Writes OUT/submission.csv (Kaggle 2021 format), cells.csv, cell_probs.csv, masks/ and overlays/.")] = False,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="With --cells: label images made elsewhere, DIR/{Id}_cells.png (.tif), instead of segmenting.")] = None,
+    cell_weight: Annotated[float, typer.Option("--cell-weight", help="With --cells and both kinds of run: the cell's weight w in field^(1-w) * cell^w.")] = 0.5,
+    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="With --cells: pixel size for segmenting, um/px (default: from the image size).")] = None,
 ) -> None:
     """Predict labels into a Kaggle submission; probabilities go beside it.
 
     A K-fold run predicts with the mean of its folds; several runs with the
-    weighted mean of their probabilities.
+    weighted mean of their probabilities. With --cells, every cell of every
+    field is classified instead (see docs/cells.md).
     """
+    if cells:
+        _predict_cells(run, data, out or Path("cells"), images, tta, skip_invalid, masks, cell_weight,
+                       pixel_size, channels, intensity)
+        return
+    if masks is not None or pixel_size is not None:
+        raise HPAError("--masks and --pixel-size serve --cells only")
+    out = out or Path("submission.csv")
     from hpa_classify.inference.members import parse_weights
     from hpa_classify.inference.runs import open_run
     from hpa_classify.workflows.submission import predict_run
@@ -236,3 +274,55 @@ def merge(
     quiet_lightning()
     merge_folds(run)
     _print_eval(run)
+
+
+def _predict_cells(
+    run: list[Path], data: Path, out: Path, images: Optional[Path], tta: Optional[int], skip_invalid: bool,
+    masks: Optional[Path], weight: float, pixel_size: Optional[float], channels: Optional[str],
+    intensity: Optional[str],
+) -> None:
+    # lazy for start-up speed: data are checked before torch loads
+    from hpa_classify.cells.segment import SegmentSettings
+    from hpa_classify.inference.runs import open_run
+    from hpa_classify.workflows.cells import predict_cells
+
+    if tta is not None and not 1 <= tta <= 8:
+        raise HPAError(f"--tta must be 1-8, got {tta}")
+    if not 0.0 <= weight <= 1.0:
+        raise HPAError(f"--cell-weight must be in 0-1, got {weight}")
+    runs = [open_run(r) for r in run]
+    ds = load_data(data, images, "test", skip_invalid, channels=channels, data_cfg=runs[0].cfg.data,
+                   intensity=intensity)
+    p = predict_cells(runs, ds, out, masks=masks, settings=SegmentSettings(pixel_size=pixel_size), weight=weight,
+                      tta=tta, progress=progress_bars())
+    console.print(
+        f"{p.n_cells} cells in {p.n_fields} fields scored ({p.method}) in {p.seconds:.1f} s; wrote "
+        + ", ".join(str(f) for f in p.files.values())
+    )
+    if p.empty:
+        console.print(f"[yellow]{len(p.empty)} fields without cells (empty PredictionString)[/yellow]")
+
+
+def _evaluate_cells(predictions: Path, truth: Path, out: Optional[Path]) -> None:
+    import pandas as pd  # lazy for start-up speed
+
+    from hpa_classify.cells.judge import score_submission
+    from hpa_classify.classes import CLASS_NAMES_2021
+    from hpa_classify.fileio import write_csv
+
+    submission = predictions / "submission.csv" if predictions.is_dir() else predictions
+    if not submission.is_file():
+        raise HPAError(f"{submission}: not found (the submission.csv of 'hpa predict --cells')")
+    result = score_submission(submission, truth)
+    frame = pd.DataFrame({"class": range(len(CLASS_NAMES_2021)), "name": CLASS_NAMES_2021,
+                          "true_cells": result.n_true, "ap": result.ap})
+    table = Table(title=f"HPA 2021 metric of {submission} against {truth} ({result.n_images} fields)")
+    for column in ("class", "true cells", "AP"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in frame.itertuples():
+        ap = "-" if row.true_cells == 0 else f"{row.ap:.3f}"
+        table.add_row(f"{row[1]} {row.name}", str(row.true_cells), ap)
+    console.print(table)
+    console.print(f"mAP over the {int((frame.true_cells > 0).sum())} classes with true cells: {result.mean_ap:.4f}")
+    if out is not None:
+        console.print(f"wrote {write_csv(out, frame)}")
