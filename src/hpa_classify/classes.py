@@ -120,17 +120,23 @@ def parse_target(text: str, row: str | int | None = None) -> list[int]:
     tokens = str(text).split()
     if not tokens:
         raise LabelError(f"{where}empty Target (every image needs at least one class)")
+    return _class_ids(tokens, f"Target '{text}'", NUM_CLASSES, where, repeats=False)
+
+
+def _class_ids(tokens: Sequence[str], what: str, n_classes: int, where: str, repeats: bool, hint: str = "") -> list[int]:
+    """Sorted unique class ids of ``tokens``; a LabelError naming ``what`` on a bad token or range."""
     ids: list[int] = []
-    for tok in tokens:
+    for raw in tokens:
+        tok = raw.strip()
         if not _INT_TOKEN.fullmatch(tok):
-            raise LabelError(f"{where}'{tok}' is not a class id in Target '{text}'")
+            raise LabelError(f"{where}'{tok}' is not a class id in {what}{hint}")
         value = int(tok)
-        if not 0 <= value < NUM_CLASSES:
-            raise LabelError(
-                f"{where}class {value} out of range 0-{NUM_CLASSES - 1} in Target '{text}'"
-            )
+        if not 0 <= value < n_classes:
+            raise LabelError(f"{where}class {value} out of range 0-{n_classes - 1} in {what}")
         if value in ids:
-            raise LabelError(f"{where}class {value} repeated in Target '{text}'")
+            if not repeats:
+                raise LabelError(f"{where}class {value} repeated in {what}")
+            continue
         ids.append(value)
     return sorted(ids)
 
@@ -368,22 +374,11 @@ def parse_label_2021(text: str, row: str | int | None = None) -> list[int]:
     text = str(text)
     if not text.strip():
         raise LabelError(f"{where}empty Label (every image needs at least one class, or {NEGATIVE_2021} Negative)")
-    ids: set[int] = set()
-    for raw in text.split("|"):
-        tok = raw.strip()
-        if not _INT_TOKEN.fullmatch(tok):
-            raise LabelError(
-                f"{where}'{tok}' is not a class id in Label '{text}' (classes are separated by '|')"
-            )
-        value = int(tok)
-        if not 0 <= value < NUM_CLASSES_2021:
-            raise LabelError(
-                f"{where}class {value} out of range 0-{NUM_CLASSES_2021 - 1} in Label '{text}'"
-            )
-        ids.add(value)
+    ids = _class_ids(text.split("|"), f"Label '{text}'", NUM_CLASSES_2021, where, repeats=True,
+                     hint=" (classes are separated by '|')")
     if NEGATIVE_2021 in ids and len(ids) > 1:
         raise LabelError(f"{where}Negative ({NEGATIVE_2021}) combined with other classes in Label '{text}'")
-    return sorted(ids)
+    return ids
 
 
 def format_label_2021(ids: Iterable[int]) -> str:

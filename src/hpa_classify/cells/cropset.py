@@ -16,16 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pandas as pd
 
 from hpa_classify.cells.crops import CROP_MARGIN, cell_crops
-from hpa_classify.cells.masks import label_path, read_labels
+from hpa_classify.cells.masks import label_path, read_labels, write_png
 from hpa_classify.classes import CHANNELS, format_target
 from hpa_classify.data.layout import Dataset, load_dataset
 from hpa_classify.errors import DataError
-from hpa_classify.fileio import atomic_path, write_csv, write_json
+from hpa_classify.fileio import write_csv, write_json
 from hpa_classify.progress import Progress, track
 
 __all__ = ["CROPSET_RECORD", "crop_id", "write_cropset"]
@@ -47,14 +45,6 @@ def _record_of(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _write_png(path: Path, plane: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", plane)
-    if not ok:
-        raise OSError(f"{path}: could not encode the crop")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
 
 
 def write_cropset(
@@ -94,7 +84,7 @@ def write_cropset(
         for k, crop in zip(ids, crops, strict=True):
             cid = crop_id(dataset.ids[i], int(k))
             for c, name in enumerate(CHANNELS):
-                _write_png(out / "train" / f"{cid}_{name}.png", crop[c])
+                write_png(out / "train" / f"{cid}_{name}.png", crop[c])
             rows.append((cid, target))
             origin.append((cid, dataset.ids[i], int(k)))
     if not rows:

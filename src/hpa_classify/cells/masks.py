@@ -31,6 +31,7 @@ __all__ = [
     "read_labels",
     "relabel",
     "write_labels",
+    "write_png",
 ]
 
 #: File endings a label image may have, in the order they are looked for.
@@ -107,17 +108,23 @@ def read_labels(path: str | os.PathLike[str], shape: tuple[int, int] | None = No
     return image.astype(np.uint16, copy=False)
 
 
+def write_png(path: str | os.PathLike[str], image: np.ndarray, compression: int = 3) -> Path:
+    """Write a grey (or OpenCV's BGR) ``image`` as PNG, atomically; returns the path."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise DataError(f"{path}: could not encode the image as PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+    return path
+
+
 def write_labels(path: str | os.PathLike[str], labels: np.ndarray) -> Path:
     """Write ``labels`` as a 16-bit grey PNG, atomically; returns the path."""
     path = Path(path)
     if labels.ndim != 2 or (labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL)):
         raise DataError(f"{path}: labels must be 2-D ids in 0..{MAX_LABEL}")
-    ok, encoded = cv2.imencode(".png", labels.astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise DataError(f"{path}: could not encode the label image")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
-    return path
+    return write_png(path, labels.astype(np.uint16))
 
 
 def label_png_shape(path: str | os.PathLike[str]) -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hpa_classify.fileio import atomic_path
+from hpa_classify.cells.masks import write_png
 from hpa_classify.render.composite import composite_rgb
 
 __all__ = ["CELL_COLOUR", "NUCLEUS_COLOUR", "draw_outlines", "outlines", "write_overlay"]
@@ -80,10 +80,4 @@ def draw_outlines(
 
 def write_overlay(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
     """Write an RGB image as PNG, atomically; returns the path."""
-    path = Path(path)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise OSError(f"{path}: could not encode the overlay")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
-    return path
+    return write_png(path, rgb[..., ::-1])

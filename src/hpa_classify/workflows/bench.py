@@ -30,14 +30,18 @@ Examples
 from __future__ import annotations
 
 import logging
+import shutil
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from hpa_classify.errors import ConfigError
+from hpa_classify.data.synth import generate, matches, written_here
+from hpa_classify.errors import ConfigError, DataError
+from hpa_classify.progress import Progress
 from hpa_classify.render.tables import markdown_table as render_markdown
 
 log = logging.getLogger(__name__)
@@ -293,3 +297,24 @@ def with_changes(
     if overrides:
         changes["overrides"] = (*spec.overrides, *overrides)
     return replace(spec, **changes)
+
+
+def cached_synth(
+    folder: Path, *, n_train: int, n_test: int, size: int, seed: int, min_per_class: int, version: int,
+    masks: bool = False, progress: Progress | None = None,
+) -> Path:
+    """A benchmark's synthetic dataset in ``folder``: generated once, reused while its parameters match.
+
+    A folder of other parameters that ``hpa synth`` wrote is replaced; any other is refused.
+    """
+    params = dict(n_train=n_train, n_test=n_test, size=size, seed=seed, min_per_class=min_per_class)
+    if matches(folder, **params, version=version) and (not masks or (folder / "masks" / "cell_labels.csv").is_file()):
+        log.info("reusing synthetic data in %s", folder)
+        return folder
+    if folder.exists() and not written_here(folder):
+        raise DataError(f"{folder}: exists and was not written by 'hpa synth'; choose another folder")
+    if folder.exists():
+        shutil.rmtree(folder)
+    log.info("generating %d + %d synthetic images into %s", n_train, n_test, folder)
+    generate(folder, **params, version=version, masks=masks, progress=progress)
+    return folder

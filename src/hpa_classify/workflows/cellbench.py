@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,14 +27,13 @@ from hpa_classify.cells.predict import cell_table
 from hpa_classify.classes import CLASS_NAMES_2021
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import Dataset, checked, load_dataset
-from hpa_classify.data.synth import generate, matches, written_here
-from hpa_classify.errors import ConfigError, DataError
+from hpa_classify.errors import ConfigError
 from hpa_classify.fileio import write_csv, write_text
 from hpa_classify.inference.members import ensemble_probs
 from hpa_classify.inference.runs import Run, load_model, open_run
 from hpa_classify.progress import Progress, open_task
 from hpa_classify.train.single import train_run
-from hpa_classify.workflows.bench import summarize
+from hpa_classify.workflows.bench import cached_synth, summarize
 from hpa_classify.workflows.cells import train_cells
 
 log = logging.getLogger(__name__)
@@ -73,21 +71,6 @@ CELL_FULL = CellBenchSpec()
 #: A smoke run: a few small fields, one epoch, one seed.
 CELL_QUICK = CellBenchSpec(n_train=24, n_test=6, field_px=128, field_size=64, crop_size=32,
                            field_epochs=1, cell_epochs=1, seeds=(0,))
-
-
-def _data(spec: CellBenchSpec, folder: Path, progress: Progress | None) -> Path:
-    params = dict(n_train=spec.n_train, n_test=spec.n_test, size=spec.field_px, seed=spec.data_seed,
-                  min_per_class=0, version=2)
-    if matches(folder, **params) and (folder / "masks" / "cell_labels.csv").is_file():
-        log.info("reusing synthetic fields in %s", folder)
-        return folder
-    if folder.exists() and not written_here(folder):
-        raise DataError(f"{folder}: exists and was not written by 'hpa synth'; choose another --out")
-    if folder.exists():
-        shutil.rmtree(folder)
-    generate(folder, n_train=spec.n_train, n_test=spec.n_test, size=spec.field_px, seed=spec.data_seed,
-             min_per_class=0, version=2, masks=True, progress=progress)
-    return folder
 
 
 def _config(spec: CellBenchSpec, seed: int, size: int, epochs: int, name: str) -> Any:
@@ -166,7 +149,8 @@ def run_cell_bench(
     spec.check()
     out = Path(out)
     t0 = time.perf_counter()
-    data_dir = _data(spec, out / "data", progress)
+    data_dir = cached_synth(out / "data", n_train=spec.n_train, n_test=spec.n_test, size=spec.field_px,
+                            seed=spec.data_seed, min_per_class=0, version=2, masks=True, progress=progress)
     train = checked(load_dataset(data_dir, prefer="train", require_labels=True))
     test = checked(load_dataset(data_dir / "test_labels.csv", images=data_dir / "test"))
     test_masks = out / "test-masks"

@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,21 @@ import torch
 
 from hpa_classify.config import Config, config_to_yaml, load_config
 from hpa_classify.data.layout import checked, load_dataset
-from hpa_classify.data.synth import generate, matches, written_here
-from hpa_classify.errors import ConfigError, DataError
+from hpa_classify.errors import ConfigError
 from hpa_classify.evaluate.evaluation import evaluate_held_out
 from hpa_classify.fileio import write_csv, write_text
 from hpa_classify.inference.runs import open_run
 from hpa_classify.progress import Progress, open_task
 from hpa_classify.train.single import train_run
-from hpa_classify.workflows.bench import ABLATIONS, Ablation, BenchSpec, fmt_score, markdown_table, summarize
+from hpa_classify.workflows.bench import (
+    ABLATIONS,
+    Ablation,
+    BenchSpec,
+    cached_synth,
+    fmt_score,
+    markdown_table,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +50,10 @@ class BenchResult:
 
 def ensure_data(spec: BenchSpec, cache: Path, progress: Progress | None = None) -> Path:
     """The benchmark's synthetic dataset in ``cache``: generated once, reused after."""
-    params = {
-        "n_train": spec.n_train,
-        "n_test": spec.n_test,
-        "size": spec.size,
-        "seed": spec.data_seed,
-        "min_per_class": spec.min_per_class,
-        "version": spec.synth_version,
-    }
     folder = Path(cache) / (f"synth-{spec.n_train}-{spec.n_test}-{spec.size}px-seed{spec.data_seed}"
                             + (f"-v{spec.synth_version}" if spec.synth_version != 1 else ""))
-    if matches(folder, **params):
-        log.info("reusing synthetic data in %s", folder)
-        return folder
-    if folder.exists() and not written_here(folder):
-        raise DataError(f"{folder}: exists and was not written by 'hpa synth'; choose another --cache")
-    if folder.exists():
-        shutil.rmtree(folder)
-    log.info("generating %d + %d synthetic images into %s", spec.n_train, spec.n_test, folder)
-    generate(folder, n_train=spec.n_train, n_test=spec.n_test, size=spec.size, seed=spec.data_seed,
-             min_per_class=spec.min_per_class, version=spec.synth_version, progress=progress)
-    return folder
+    return cached_synth(folder, n_train=spec.n_train, n_test=spec.n_test, size=spec.size, seed=spec.data_seed,
+                        min_per_class=spec.min_per_class, version=spec.synth_version, progress=progress)
 
 
 def _finished(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
