@@ -12,10 +12,12 @@ import pytest
 from hpa_classify.cells.classify import cell_scores, combine
 from hpa_classify.cells.crops import cell_boxes, cell_crops
 from hpa_classify.cells.cropset import crop_id, write_cropset
+from hpa_classify.cells.judge import read_truth
 from hpa_classify.cells.masks import write_labels
 from hpa_classify.classes import NEGATIVE_2021, TO_2021, format_target
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import load_dataset
+from hpa_classify.errors import DataError, LabelError
 from hpa_classify.workflows.cells import split_by_field
 
 
@@ -131,3 +133,21 @@ def test_crop_set_is_labelled_by_field_and_split_by_field(tmp_path: Path) -> Non
     fields_of = lambda ds: {i.rsplit("-c", 1)[0] for i in ds.ids}  # noqa: E731
     assert fields_of(train).isdisjoint(fields_of(val))
     assert len(train) + len(val) == 30 and len(val) % 3 == 0 and len(val) > 0
+
+
+def test_truth_tables_are_checked_row_by_row(tmp_path: Path) -> None:
+    write_labels(tmp_path / "f_cells.png", np.array([[1, 2]], np.uint16))
+    (tmp_path / "cell_labels.csv").write_text("Id,cell,Target\nf,1,0 25\nf,2,\n")
+    folder, truth = read_truth(tmp_path)
+    assert folder == tmp_path and truth == {"f": {1: [0, 16], 2: [NEGATIVE_2021]}}
+    (tmp_path / "cell_labels.csv").write_text("Id,cell,Target\nf,1,0\nf,1,25\n")
+    with pytest.raises(DataError, match="line 3.*cell 1 of this field has a row already"):
+        read_truth(tmp_path)
+    (tmp_path / "cell_labels.csv").write_text("Id,cell,Target\nf,x,0\n")
+    with pytest.raises(DataError, match="line 2.*not an integer"):
+        read_truth(tmp_path)
+    (tmp_path / "cell_labels.csv").write_text("Id,cell,Label\nf,1,7|18\n")
+    with pytest.raises(LabelError, match="line 2"):
+        read_truth(tmp_path)
+    with pytest.raises(DataError, match="no cell_labels.csv"):
+        read_truth(tmp_path / "nowhere")

@@ -152,6 +152,19 @@ def test_bad_inputs_exit_2_naming_what(cell_setup: tuple[Path, Path, Path], tmp_
     unknown = hpa("evaluate", sub, data, "--cells")
     assert unknown.returncode == 2 and "not-a-field" in unknown.stderr
 
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"ID,ImageWidth,ImageHeight,PredictionString\n{first},128,128,\n{first},128,128,\n")
+    repeated = hpa("evaluate", twice, data, "--cells")
+    assert repeated.returncode == 2 and "more than once" in repeated.stderr
+
+    large = tmp_path / "large.csv"
+    large.write_text(f"ID,ImageWidth,ImageHeight,PredictionString\n{first},100000,100000,\n")
+    wrong_size = hpa("evaluate", large, data, "--cells")
+    assert wrong_size.returncode == 2 and "100000 x 100000" in wrong_size.stderr and "128 x 128" in wrong_size.stderr
+
+    plain = hpa("predict", cell_run, data, "-o", tmp_path / "s.csv")
+    assert plain.returncode == 2 and "--cells" in plain.stderr
+
     broken = tmp_path / "broken.csv"
     broken.write_text(f"ID,ImageWidth,ImageHeight,PredictionString\n{first},128,128,0 0.5 !!!\n")
     garbled = hpa("evaluate", broken, data, "--cells")

@@ -46,13 +46,21 @@ def truth_folder(path: str | os.PathLike[str]) -> Path:
     raise DataError(f"{path}: no {TRUTH_TABLE} here or in {path / 'masks'} (per-cell truth: Id,cell,Target or Label)")
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Every cell of ``path`` as text; a DataError naming the file when it is not a readable CSV."""
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise DataError(f"{path}: larger than {MAX_CSV_BYTES >> 20} MiB")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0][:120]})") from None
+
+
 def read_truth(path: str | os.PathLike[str]) -> tuple[Path, Truth]:
     """``(folder, truth)``: where the true label images are, and every true cell's 2021 classes."""
     folder = truth_folder(path)
     csv = folder / TRUTH_TABLE
-    if csv.stat().st_size > MAX_CSV_BYTES:
-        raise DataError(f"{csv}: larger than {MAX_CSV_BYTES >> 20} MiB")
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    table = _read_csv(csv)
     if "Id" not in table.columns or "cell" not in table.columns:
         raise DataError(f"{csv}: needs the columns Id and cell, has {', '.join(table.columns)}")
     use_target = "Target" in table.columns
@@ -69,18 +77,21 @@ def read_truth(path: str | os.PathLike[str]) -> tuple[Path, Truth]:
             labels = to_2021(parse_target(row.Target, row=where) if row.Target.strip() else [])
         else:
             labels = parse_label_2021(row.Label, row=where)
-        truth.setdefault(row.Id, {})[cell] = labels
+        cells = truth.setdefault(row.Id, {})
+        if cell in cells:
+            raise DataError(f"{where}: cell {cell} of this field has a row already")
+        cells[cell] = labels
     return folder, truth
 
 
-def _true_of(folder: Path, truth: Truth, sample_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, dict[int, list[int]]]:
-    cells = read_labels(label_path(folder, sample_id, "cells"), shape)
+def _true_of(folder: Path, truth: Truth, sample_id: str, cells: np.ndarray) -> dict[int, list[int]]:
+    """The classes of every cell of the true label image ``cells`` of ``sample_id``."""
     labels = dict(truth.get(sample_id, {}))
     present = np.unique(cells)
     missing = [int(k) for k in present[present > 0] if int(k) not in labels]
     if missing:
         raise DataError(f"{folder / TRUTH_TABLE}: field {sample_id} has cells {missing[:5]} without a row")
-    return cells, {k: v for k, v in labels.items() if k in set(present.tolist())}
+    return {k: v for k, v in labels.items() if k in set(present.tolist())}
 
 
 def _check_ids(ids: list[str], truth: Truth, what: str) -> None:
@@ -98,7 +109,8 @@ def score_table(
     scorer = CellScorer()
     scores = table.scores[method]
     for i, sample_id in enumerate(table.ids):
-        true_cells, true_labels = _true_of(folder, truth, sample_id, table.shapes[i])
+        true_cells = read_labels(label_path(folder, sample_id, "cells"), table.shapes[i])
+        true_labels = _true_of(folder, truth, sample_id, true_cells)
         pred = field_labels(labels_dir, sample_id, table.shapes[i])
         at = table.of_field(i)
         order = np.argsort(table.cell[at], kind="stable")  # rows in increasing cell id
@@ -114,18 +126,26 @@ def score_submission(submission: str | os.PathLike[str], truth_path: str | os.Pa
     """
     path = Path(submission)
     folder, truth = read_truth(truth_path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not path.is_file():
+        raise DataError(f"{path}: submission not found")
+    frame = _read_csv(path)
     need = {"ID", "ImageWidth", "ImageHeight", "PredictionString"}
     if not need <= set(frame.columns):
         raise DataError(f"{path}: needs the columns {', '.join(sorted(need))}, has {', '.join(frame.columns)}")
     _check_ids(list(frame["ID"]), truth, str(path))
+    repeated = sorted(set(frame["ID"][frame["ID"].duplicated()]))
+    if repeated:
+        raise DataError(f"{path}: fields listed more than once: {summarize_ids(repeated)}")
     scorer = CellScorer()
     for line, row in enumerate(frame.itertuples(index=False), start=2):
         where = f"{path}, line {line} (ID {row.ID})"
-        try:
-            h, w = int(row.ImageHeight), int(row.ImageWidth)
-        except ValueError:
-            raise DataError(f"{where}: ImageWidth/ImageHeight are not integers") from None
+        true_cells = read_labels(label_path(folder, row.ID, "cells"))
+        h, w = true_cells.shape
+        if (row.ImageHeight.strip(), row.ImageWidth.strip()) != (str(h), str(w)):
+            raise DataError(
+                f"{where}: ImageWidth x ImageHeight {row.ImageWidth} x {row.ImageHeight} is not the size of "
+                f"its true label image, {w} x {h}"
+            )
         triples = parse_prediction(row.PredictionString, h, w, where=where)
         pred = np.zeros((h, w), np.int32)
         slot: dict[int, int] = {}
@@ -141,6 +161,6 @@ def score_submission(submission: str | os.PathLike[str], truth_path: str | os.Pa
             scores[slot[id(mask)] - 1, label] = max(scores[slot[id(mask)] - 1, label], confidence)
         present = np.unique(pred)
         present = present[present > 0]
-        true_cells, true_labels = _true_of(folder, truth, row.ID, (h, w))
+        true_labels = _true_of(folder, truth, row.ID, true_cells)
         scorer.add(true_cells, true_labels, pred, scores[present - 1])
     return scorer.result()

@@ -213,6 +213,12 @@ def predict(
     from hpa_classify.workflows.submission import predict_run
 
     runs = [open_run(r) for r in run]
+    from hpa_classify.workflows.cells import is_cell_run  # lazy for start-up speed
+
+    cell_runs = [str(r.path) for r in runs if is_cell_run(r)]
+    if cell_runs:
+        raise HPAError(f"{', '.join(cell_runs)}: a cell classifier (trained with --task cells) scores cell crops, "
+                       "not fields: predict with --cells")
     w = parse_weights(weights, len(runs)) if weights is not None else None
     if tta is not None and not 1 <= tta <= 8:
         raise HPAError(f"--tta must be 1-8, got {tta}")
