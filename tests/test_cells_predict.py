@@ -92,6 +92,9 @@ def test_submission_decodes_to_the_cells_and_the_metric_is_recomputed(
     assert (out / "overlays").is_dir() and len(list((out / "overlays").glob("*.png"))) == len(sub)
     people = pd.read_csv(out / "cells.csv")
     assert len(people) == len(probs) and set(people.class_1) <= set(CLASS_NAMES_2021)
+    page = (out / "cells.html").read_text()
+    assert f"{len(probs)} cells in {len(sub)} fields" in page
+    assert all(f'src="overlays/{i}.png"' in page for i in sub.ID)
 
     # the metric, recomputed here from cell_probs.csv: the cells are the true ones, so matching is by id
     truth = pd.read_csv(data / "masks" / "cell_labels.csv", keep_default_na=False)

@@ -15,11 +15,15 @@ its own input size. :func:`cell_table` gathers the scores of every method
 * ``cells.csv``: for people: field, cell, bounding box, area, and the three
   most probable classes with their scores;
 * ``overlays/{ID}.png`` (optional): the composite with every cell outlined
-  and its most probable class written on it.
+  and its most probable class written on it;
+* ``cells.html``: a page for people: how many cells each class leads, then
+  each field's overlay and its cells' three most probable classes (the first
+  :data:`PAGE_FIELDS` fields).
 """
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,8 +43,9 @@ from hpa_classify.cells.rle import encode_mask, format_prediction
 from hpa_classify.classes import CLASS_NAMES_2021, NUM_CLASSES, NUM_CLASSES_2021
 from hpa_classify.config import Config
 from hpa_classify.data.layout import Dataset
-from hpa_classify.fileio import write_csv
+from hpa_classify.fileio import write_csv, write_text
 from hpa_classify.progress import Progress, track
+from hpa_classify.render.html import html_document, html_table
 
 __all__ = ["SUBMISSION_COLUMNS", "CellTable", "cell_table", "write_cell_outputs"]
 
@@ -49,6 +54,9 @@ SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
 
 #: Classes named in ``cells.csv``, most probable first.
 TOP_CLASSES = 3
+
+#: Fields shown on ``cells.html`` (all of them are in the tables).
+PAGE_FIELDS = 50
 
 
 @dataclass
@@ -213,6 +221,41 @@ def write_cell_outputs(
             pd.DataFrame(np.round(scores, 6), columns=names),
         ], axis=1)),
     }
+    paths["page"] = write_text(out / "cells.html", _page(table, method, people, overlays))
     if overlays:
         paths["overlays"] = out / "overlays"
     return paths
+
+
+def _page(table: CellTable, method: str, people: list[list[object]], overlays: bool) -> str:
+    """``cells.html``: how many cells each class leads, then each field's picture and cells."""
+    scores = table.scores[method]
+    top = scores.argmax(axis=1) if len(scores) else np.zeros(0, np.int64)
+    summary = html_table(
+        ["class", "cells where it is the most probable", "mean score"],
+        [[f"{c} {name}", str(int((top == c).sum())), f"{scores[:, c].mean():.3f}" if len(scores) else "n/a"]
+         for c, name in enumerate(CLASS_NAMES_2021)],
+        [False, True, True],
+    )
+    body = [
+        f"<p>{len(table)} cells in {len(table.ids)} fields, scored <b>{method}</b> "
+        "(<code>cell_probs.csv</code> holds all 19 scores of every cell).</p>",
+        summary,
+    ]
+    shown = table.ids[:PAGE_FIELDS]
+    if len(table.ids) > len(shown):
+        body.append(f"<p>The first {len(shown)} of {len(table.ids)} fields; all of them are in "
+                    "<code>cells.csv</code>" + (" and <code>overlays/</code>" if overlays else "") + ".</p>")
+    by_field: dict[str, list[list[object]]] = {}
+    for row in people:
+        by_field.setdefault(str(row[0]), []).append(row)
+    for sample_id in shown:
+        body.append(f"<h2>{html.escape(sample_id)}</h2>")
+        if overlays:
+            src = html.escape(f"overlays/{sample_id}.png", quote=True)
+            body.append(f'<figure><img src="{src}" alt="cells of {html.escape(sample_id)}"></figure>')
+        rows = [[str(r[1]), str(r[6]), *(f"{r[k]} ({float(r[k + 1]):.2f})" for k in range(7, 7 + 2 * TOP_CLASSES, 2))]
+                for r in by_field.get(sample_id, [])]
+        body.append(html_table(["cell", "area (px)", *(f"class {k}" for k in range(1, TOP_CLASSES + 1))],
+                               rows, [True, True] + [False] * TOP_CLASSES) if rows else "<p>No cells.</p>")
+    return html_document(f"Cells: {len(table)} cells in {len(table.ids)} fields", body)
