@@ -55,6 +55,9 @@ SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
 #: Classes named in ``cells.csv``, most probable first.
 TOP_CLASSES = 3
 
+#: Smallest side of an overlay: smaller fields are enlarged to at least this.
+OVERLAY_MIN_SIDE = 512
+
 #: Fields shown on ``cells.html`` (all of them are in the tables).
 PAGE_FIELDS = 50
 
@@ -150,13 +153,21 @@ def _boxes(labels: np.ndarray, ids: np.ndarray) -> list[tuple[int, int, int, int
 
 
 def _label_text(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, texts: list[str]) -> np.ndarray:
-    """The outlined composite with ``texts[j]`` written at the centre of cell ``ids[j]``."""
+    """The outlined composite with ``texts[j]`` written at the centre of cell ``ids[j]``.
+
+    A field under :data:`OVERLAY_MIN_SIDE` px is enlarged (by a whole factor) so the text stays legible.
+    """
+    up = max(1, OVERLAY_MIN_SIDE // max(labels.shape))
+    if up > 1:
+        image = image.repeat(up, axis=1).repeat(up, axis=2)
+        labels = labels.repeat(up, axis=0).repeat(up, axis=1)
     rgb = np.ascontiguousarray(draw_outlines(image, labels))
     scale = rgb.shape[0] / labels.shape[0]
     centres = ndimage.center_of_mass(np.ones_like(labels), labels, ids) if len(ids) else []
     font = max(0.3, rgb.shape[0] / 1400)
     for (cy, cx), text in zip(centres, texts, strict=True):
-        org = (int(cx * scale) - 4 * len(text), int(cy * scale))
+        (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        org = (int(cx * scale) - width // 2, int(cy * scale) + height // 2)
         cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 120), 1, cv2.LINE_AA)
     return rgb
