@@ -128,6 +128,10 @@ def test_crop_set_is_labelled_by_field_and_split_by_field(tmp_path: Path) -> Non
     write_cropset(data, root / "masks", tmp_path / "crops", size=16)
     assert (tmp_path / "crops" / "train" / "f0-c00001_red.png").stat().st_mtime_ns == stamp
 
+    negative = load_dataset(root)
+    negative.labels[0] = []  # a 2021 Negative field: no label to give its cells
+    assert len(write_cropset(negative, root / "masks", tmp_path / "crops-neg", size=16)) == 27
+
     cfg = load_config("demo-cpu", ["data.val_fraction=0.3"])
     train, val = split_by_field(data, crops, tmp_path / "crops", cfg)
     fields_of = lambda ds: {i.rsplit("-c", 1)[0] for i in ds.ids}  # noqa: E731
