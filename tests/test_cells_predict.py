@@ -16,6 +16,7 @@ from conftest import TINY_TRAIN, hpa
 from helpers import SHARED_DATA
 from hpa_classify.cells.masks import read_labels, write_labels
 from hpa_classify.classes import CLASS_NAMES_2021
+from hpa_classify.data.layout import load_dataset
 from hpa_classify.data.synth import generate
 
 # pycocotools 2.0.11 decodes through an __array__ that NumPy 2 warns about
@@ -131,6 +132,21 @@ def test_one_field_run_broadcasts_its_probabilities(cell_setup: tuple[Path, Path
     assert "(broadcast)" in result.stdout
     probs = pd.read_csv(out / "cell_probs.csv")
     assert (probs.groupby("ID")[list(CLASS_NAMES_2021)].nunique() == 1).all().all()
+
+
+def test_crops_of_every_cell_are_a_dataset(cell_setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, _, _ = cell_setup
+    out = tmp_path / "crops"
+    result = hpa("crops", data, "-o", out, "--masks", data / "masks", "--size", "24")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = pd.read_csv(out / "train.csv", dtype=str)
+    origin = pd.read_csv(out / "crops.csv", dtype=str)
+    fields = pd.read_csv(data / "train.csv", dtype=str).set_index("Id")
+    truth = pd.read_csv(data / "masks" / "cell_labels.csv", dtype=str)
+    assert len(table) == int(truth.Id.isin(fields.index).sum())
+    assert (table.Target.to_numpy() == fields.loc[origin.field, "Target"].to_numpy()).all()
+    assert (table.Id == origin.field + "-c" + origin.cell.str.zfill(5)).all()
+    assert load_dataset(out).read(0).shape == (4, 24, 24)
 
 
 def test_bad_inputs_exit_2_naming_what(cell_setup: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ so every cell of a field is given the field's labels. The crop set is an
 ordinary dataset (``train.csv`` and ``train/{Id}_{red,green,blue,yellow}.png``)
 that every command reads, with crop Ids ``{field Id}-c{cell:05d}``, plus
 ``crops.csv`` (``Id,field,cell``) saying where each crop came from and
-``cropset.json`` (how the crops were cut, from which fields). Fields
-without a label (a Negative 2021 field) give no crops.
+``cropset.json`` (how the crops were cut, from which fields). For
+training, fields without a label (a Negative 2021 field) give no crops;
+otherwise (``hpa crops``: cells to look at, embed or classify one by one)
+every cell is cut.
 """
 
 from __future__ import annotations
@@ -53,18 +55,23 @@ def write_cropset(
     out: str | os.PathLike[str],
     size: int,
     margin: float = CROP_MARGIN,
+    for_training: bool = True,
     progress: Progress | None = None,
 ) -> Dataset:
-    """Cut every cell of the labelled ``dataset`` into ``out``; return the crop set as a Dataset.
+    """Cut every cell of ``dataset`` into ``out``; return the crop set as a Dataset.
 
-    An ``out`` that already holds the crops of the same fields, size and
-    margin (its ``cropset.json``) is reused as it is.
+    ``for_training`` (the default) needs the fields' labels and leaves out the
+    fields without any (a Negative 2021 field). Otherwise every cell is cut,
+    and ``train.csv`` has a Target column only when every field has labels
+    (``crops.csv`` always names each crop's field and cell). An ``out`` that
+    already holds the crops of the same fields, size and margin (its
+    ``cropset.json``) is reused as it is.
     """
-    if dataset.labels is None:
+    if for_training and dataset.labels is None:
         raise DataError(f"{dataset.csv_path}: a crop set for training needs the fields' labels (a Target column)")
     out = Path(out)
     record: dict[str, Any] = {
-        "format": 1, "size": size, "margin": margin, "masked": True,
+        "format": 1, "size": size, "margin": margin, "masked": True, "for_training": for_training,
         "fields": len(dataset), "source": str(Path(dataset.csv_path).resolve()),
         "labels": str(Path(labels_dir).resolve()),
     }
@@ -73,23 +80,26 @@ def write_cropset(
         return load_dataset(out)
     (out / "train").mkdir(parents=True, exist_ok=True)
     (out / CROPSET_RECORD).unlink(missing_ok=True)  # written last: a cut short set is never reused
-    rows, origin = [], []
+    field_labels = dataset.labels or [[] for _ in dataset.ids]
+    rows = []
     for i in track(range(len(dataset)), f"cutting the cells of {len(dataset)} fields", progress=progress):
-        if not dataset.labels[i]:
+        if for_training and not field_labels[i]:
             continue
         image = dataset.read(i)
         labels = read_labels(label_path(labels_dir, dataset.ids[i], "cells"), image.shape[1:])
         ids, crops = cell_crops(image, labels, size, margin)
-        target = format_target(dataset.labels[i])
+        target = format_target(field_labels[i]) if field_labels[i] else ""
         for k, crop in zip(ids, crops, strict=True):
             cid = crop_id(dataset.ids[i], int(k))
             for c, name in enumerate(CHANNELS):
                 write_png(out / "train" / f"{cid}_{name}.png", crop[c])
-            rows.append((cid, target))
-            origin.append((cid, dataset.ids[i], int(k)))
+            rows.append((cid, dataset.ids[i], int(k), target))
     if not rows:
-        raise DataError(f"{labels_dir}: no cells in any labelled field, so no crops to train on")
-    write_csv(csv, pd.DataFrame(rows, columns=["Id", "Target"]))
-    write_csv(out / "crops.csv", pd.DataFrame(origin, columns=["Id", "field", "cell"]))
+        what = "labelled field" if for_training else "field"
+        raise DataError(f"{labels_dir}: no cells in any {what}, so no crops")
+    table = pd.DataFrame(rows, columns=["Id", "field", "cell", "Target"])
+    labelled = dataset.labels is not None and all(field_labels)
+    write_csv(csv, table[["Id", "Target"]] if labelled or for_training else table[["Id"]])
+    write_csv(out / "crops.csv", table if dataset.labels is not None else table[["Id", "field", "cell"]])
     write_json(out / CROPSET_RECORD, record)
     return load_dataset(out)

@@ -1,4 +1,4 @@
-"""Commands on single cells: segment."""
+"""Commands on single cells: segment, crops."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from hpa_classify.cli.app import DataArg, ImagesOpt, SkipOpt, app, console, progress_bars
+from hpa_classify.errors import HPAError
 
 
 @app.command()
@@ -54,3 +55,37 @@ def segment(
             table.add_row(group, kind, f"{m['ap50']:.3f}", f"{m['map']:.3f}", str(m["n_true"]), str(m["n_pred"]),
                           str(m["tp50"]), str(m["fp50"]), str(m["fn50"]))
     console.print(table)
+
+
+@app.command()
+def crops(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the crop set: train.csv, train/{Id}_{channel}.png, crops.csv; the label images in OUT/masks.")],
+    images: ImagesOpt = None,
+    split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")] = "train",
+    size: Annotated[int, typer.Option(help="Side of every crop, px.")] = 128,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Use label images made elsewhere: DIR/{Id}_cells.png (or .tif), instead of segmenting.")] = None,
+    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="Pixel size for segmenting, um/px (default: from the image size).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes for segmenting (default: all cores).")] = None,
+    skip_invalid: SkipOpt = False,
+) -> None:
+    """Cut every cell into its own image (others' pixels blanked): a dataset that hpa embed, explain and predict read.
+
+    Crop Ids are {field Id}-c{cell:05d}; crops.csv names each crop's field and cell.
+    """
+    # lazy for start-up speed: 'hpa --help' stays fast
+    from hpa_classify.cells.batch import segment_dataset
+    from hpa_classify.cells.cropset import write_cropset
+    from hpa_classify.cells.segment import SegmentSettings
+    from hpa_classify.data.layout import checked, load_dataset
+    from hpa_classify.outputs import check_output_folder
+
+    if not 8 <= size <= 1024:
+        raise HPAError(f"--size must be 8-1024 px, got {size}")
+    ds = checked(load_dataset(data, images, prefer=split), skip_invalid=skip_invalid)
+    check_output_folder(out, [ds.csv_path, ds.image_dir] + ([masks] if masks else []))
+    seg = segment_dataset(ds, out / "masks", settings=SegmentSettings(pixel_size=pixel_size), masks=masks,
+                          workers=workers, progress=progress_bars())
+    cropset = write_cropset(ds, out / "masks", out, size, for_training=False, progress=progress_bars())
+    console.print(f"{len(cropset)} cells of {seg.n_fields} fields cut into {out} ({size} px); "
+                  f"next: hpa embed RUN {out} -o EMBEDDING")
