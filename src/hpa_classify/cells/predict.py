@@ -166,10 +166,11 @@ def _label_text(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, texts: l
     centres = ndimage.center_of_mass(np.ones_like(labels), labels, ids) if len(ids) else []
     font = max(0.3, rgb.shape[0] / 1400)
     for (cy, cx), text in zip(centres, texts, strict=True):
-        (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-        org = (int(cx * scale) - width // 2, int(cy * scale) + height // 2)
-        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 120), 1, cv2.LINE_AA)
+        (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        x, y = int(cx * scale) - width // 2, int(cy * scale) + height // 2
+        box = rgb[max(0, y - height - 2):y + base + 1, max(0, x - 2):x + width + 2]
+        box //= 3  # a darker box under the name keeps it legible on any colour
+        cv2.putText(rgb, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 120), 1, cv2.LINE_AA)
     return rgb
 
 
