@@ -7,7 +7,8 @@ The fields are segmented once (not timed: ``hpa segment`` has its own benchmark)
 repeated (median printed, with the range): :func:`~hpa_classify.cells.crops.cell_crops`
 over every cell of every field (fields already in memory), the cell classifier on all
 crops (:func:`~hpa_classify.cells.classify.crop_probs`, one view and the run's TTA), and
-the competition's mask encoding of every cell. Without ``--run`` the classifier is
+the competition's mask encoding of every cell (all cells of a field in one pass, as
+``hpa predict --cells`` does, and one cell at a time). Without ``--run`` the classifier is
 EfficientNet-Lite0 at 128 px with a fresh head: the speed does not depend on the weights.
 """
 
@@ -23,7 +24,7 @@ import torch
 
 from hpa_classify.cells.classify import crop_probs
 from hpa_classify.cells.crops import cell_crops
-from hpa_classify.cells.rle import encode_mask
+from hpa_classify.cells.rle import encode_labels, encode_mask
 from hpa_classify.cells.segment import segment_field
 from hpa_classify.config import load_config
 from hpa_classify.data.layout import checked, load_dataset
@@ -52,7 +53,7 @@ def main() -> None:
     n_cells = sum(int(lab.max()) for lab in labels)
     crops = np.concatenate([cell_crops(img, lab, cfg.data.size)[1] for img, lab in zip(fields, labels)])
 
-    def encode_all() -> None:
+    def encode_one_by_one() -> None:
         for lab in labels:
             for k in range(1, int(lab.max()) + 1):
                 encode_mask(lab == k)
@@ -61,7 +62,8 @@ def main() -> None:
         "cut crops": lambda: [cell_crops(img, lab, cfg.data.size) for img, lab in zip(fields, labels)],
         "classify, 1 view": lambda: crop_probs(model, cfg, crops, tta=1),
         f"classify, TTA {cfg.predict.tta}": lambda: crop_probs(model, cfg, crops, tta=cfg.predict.tta),
-        "encode masks": encode_all,
+        "encode masks, one pass per field (hpa predict --cells)": lambda: [encode_labels(lab) for lab in labels],
+        "encode masks, one cell at a time": encode_one_by_one,
     }
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats):

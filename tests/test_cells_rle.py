@@ -14,6 +14,7 @@ from pycocotools import mask as coco_mask
 
 from hpa_classify.cells.rle import (
     decode_mask,
+    encode_labels,
     encode_mask,
     format_prediction,
     parse_prediction,
@@ -307,3 +308,15 @@ def test_sample_submission_rows() -> None:
         for other in sizes - {size}:
             with pytest.raises(DataError, match=f"not {other} x {other}"):
                 parse_prediction(text, other, other)
+
+
+def test_encode_labels_equals_one_mask_at_a_time() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        labels = rng.integers(0, 6, (h, w)) * (rng.random((h, w)) < 0.6)
+        encoded = encode_labels(labels)
+        assert sorted(encoded) == [int(k) for k in np.unique(labels) if k]
+        for k, text in encoded.items():
+            assert text == encode_mask(labels == k)
+    assert encode_labels(np.zeros((5, 5), np.uint16)) == {}

@@ -39,7 +39,7 @@ from hpa_classify.cells.classify import DEFAULT_CELL_WEIGHT, cell_scores, crop_p
 from hpa_classify.cells.crops import cell_crops
 from hpa_classify.cells.masks import label_path, read_labels
 from hpa_classify.cells.overlay import draw_outlines, write_overlay
-from hpa_classify.cells.rle import encode_mask, format_prediction
+from hpa_classify.cells.rle import encode_labels, format_prediction
 from hpa_classify.classes import CLASS_NAMES_2021, NUM_CLASSES, NUM_CLASSES_2021
 from hpa_classify.config import Config
 from hpa_classify.data.layout import Dataset
@@ -212,8 +212,9 @@ def write_cell_outputs(
         labels = field_labels(labels_dir, table.ids[i], (h, w))
         at = table.of_field(i)
         items = []
+        encoded = encode_labels(labels)
         for j, (y0, x0, y1, x1, area) in zip(at, _boxes(labels, table.cell[at]), strict=True):
-            mask = encode_mask(labels == table.cell[j])
+            mask = encoded[int(table.cell[j])]
             items += [(c, float(scores[j, c]), mask) for c in range(NUM_CLASSES_2021)]
             top = np.argsort(-scores[j], kind="stable")[:TOP_CLASSES]
             people.append(

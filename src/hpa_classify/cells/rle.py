@@ -37,7 +37,7 @@ from pycocotools import mask as coco_mask
 from hpa_classify.classes import NUM_CLASSES_2021
 from hpa_classify.errors import DataError, brief
 
-__all__ = ["decode_mask", "encode_mask", "format_prediction", "parse_prediction"]
+__all__ = ["decode_mask", "encode_labels", "encode_mask", "format_prediction", "parse_prediction"]
 
 _LABEL = re.compile(r"[0-9]{1,3}")
 _LAST = NUM_CLASSES_2021 - 1
@@ -62,8 +62,56 @@ def encode_mask(mask: np.ndarray) -> str:
     if mask.dtype != bool and not binary:
         raise ValueError(f"a mask must be boolean or hold only 0 and 1 ({mask.dtype})")
     counts = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
-    packed = zlib.compress(counts, zlib.Z_BEST_COMPRESSION)
-    return base64.b64encode(packed).decode("ascii")
+    return _pack(counts)
+
+
+def _pack(counts: bytes) -> str:
+    return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
+
+
+def encode_labels(labels: np.ndarray) -> dict[int, str]:
+    """The mask of every id of a label image, encoded as :func:`encode_mask` would, in one pass.
+
+    The label image is read once in column-major order as runs of equal ids;
+    the runs of one id, with the gaps between them, are that id's mask's
+    run lengths, which pycocotools compresses. Much faster than one
+    :func:`encode_mask` per cell on a large field.
+
+    >>> labels = np.array([[0, 2, 2], [1, 1, 2]])
+    >>> all(text == encode_mask(labels == k) for k, text in encode_labels(labels).items())
+    True
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.size == 0:
+        raise ValueError(f"a label image must be a non-empty 2-D array, not of shape {labels.shape}")
+    h, w = labels.shape
+    flat = labels.ravel(order="F")
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    ends = np.r_[starts[1:], flat.size]
+    values = flat[starts]
+    order = np.argsort(values, kind="stable")
+    out: dict[int, str] = {}
+    for k, first, last in _groups(values[order]):
+        if k == 0:
+            continue
+        s, e = starts[order[first:last]], ends[order[first:last]]
+        # background before each run, the run, ... and the background after the last one
+        counts = np.empty(2 * len(s) + 1, np.int64)
+        counts[0::2] = np.r_[s, flat.size] - np.r_[0, e]
+        counts[1::2] = e - s
+        if counts[-1] == 0:  # a mask that reaches the last pixel ends on its run, as COCO writes it
+            counts = counts[:-1]
+        rle = coco_mask.frPyObjects({"counts": counts.tolist(), "size": [h, w]}, h, w)
+        out[int(k)] = _pack(rle["counts"])
+    return out
+
+
+def _groups(sorted_values: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(value, first, last)`` of each block of equal values in a sorted array."""
+    if sorted_values.size == 0:
+        return []
+    cut = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1], True])
+    return [(int(sorted_values[a]), int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True)]
 
 
 def _runs(counts: bytes) -> list[int]:
