@@ -7,6 +7,7 @@ import re
 import zlib
 from pathlib import Path
 
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
@@ -147,6 +148,15 @@ def test_crops_of_every_cell_are_a_dataset(cell_setup: tuple[Path, Path, Path], 
     assert (table.Target.to_numpy() == fields.loc[origin.field, "Target"].to_numpy()).all()
     assert (table.Id == origin.field + "-c" + origin.cell.str.zfill(5)).all()
     assert load_dataset(out).read(0).shape == (4, 24, 24)
+
+    # per-cell embeddings in one command: the cells cut at the run's size, then embedded
+    _, cell_run, _ = cell_setup
+    emb = tmp_path / "emb"
+    embedded = hpa("embed", cell_run, data, "--cells", "--masks", data / "masks", "-o", emb, "--no-umap")
+    assert embedded.returncode == 0, embedded.stdout + embedded.stderr
+    cells = anndata.read_h5ad(emb / "embedding.h5ad")
+    assert cells.obs_names.tolist() == table.Id.tolist()
+    assert (tmp_path / "emb-crops" / "crops.csv").is_file()
 
 
 def test_bad_inputs_exit_2_naming_what(cell_setup: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -73,19 +73,26 @@ def crops(
 
     Crop Ids are {field Id}-c{cell:05d}; crops.csv names each crop's field and cell.
     """
-    # lazy for start-up speed: 'hpa --help' stays fast
-    from hpa_classify.cells.batch import segment_dataset
-    from hpa_classify.cells.cropset import write_cropset
-    from hpa_classify.cells.segment import SegmentSettings
-    from hpa_classify.data.layout import checked, load_dataset
-    from hpa_classify.outputs import check_output_folder
+    from hpa_classify.data.layout import checked, load_dataset  # lazy for start-up speed
 
     if not 8 <= size <= 1024:
         raise HPAError(f"--size must be 8-1024 px, got {size}")
     ds = checked(load_dataset(data, images, prefer=split), skip_invalid=skip_invalid)
-    check_output_folder(out, [ds.csv_path, ds.image_dir] + ([masks] if masks else []))
-    seg = segment_dataset(ds, out / "masks", settings=SegmentSettings(pixel_size=pixel_size), masks=masks,
-                          workers=workers, progress=progress_bars())
-    cropset = write_cropset(ds, out / "masks", out, size, for_training=False, progress=progress_bars())
-    console.print(f"{len(cropset)} cells of {seg.n_fields} fields cut into {out} ({size} px); "
+    cropset = cut_cells(ds, out, size, masks, pixel_size, workers)
+    console.print(f"{len(cropset)} cells of {len(ds)} fields cut into {out} ({size} px); "
                   f"next: hpa embed RUN {out} -o EMBEDDING")
+
+
+def cut_cells(ds: Any, out: Path, size: int, masks: Optional[Path], pixel_size: Optional[float],
+              workers: Optional[int]) -> Any:
+    """The crop set of every cell of ``ds`` in ``out`` (label images in ``out/masks``)."""
+    # lazy for start-up speed: 'hpa --help' stays fast
+    from hpa_classify.cells.batch import segment_dataset
+    from hpa_classify.cells.cropset import write_cropset
+    from hpa_classify.cells.segment import SegmentSettings
+    from hpa_classify.outputs import check_output_folder
+
+    check_output_folder(out, [ds.csv_path, ds.image_dir] + ([masks] if masks else []))
+    segment_dataset(ds, out / "masks", settings=SegmentSettings(pixel_size=pixel_size), masks=masks,
+                    workers=workers, progress=progress_bars())
+    return write_cropset(ds, out / "masks", out, size, for_training=False, progress=progress_bars())

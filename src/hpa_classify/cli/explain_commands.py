@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,6 +16,8 @@ from hpa_classify.cli.app import (
     load_data,
     progress_bars,
 )
+from hpa_classify.cli.cells_commands import cut_cells
+from hpa_classify.errors import HPAError
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")]
 SplitOpt = Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")]
@@ -77,13 +79,20 @@ def embed(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = None,
     skip_invalid: SkipOpt = False,
+    cells: Annotated[bool, typer.Option("--cells", help="Embed every cell instead of every field: cells cut out (as 'hpa crops' does, at the run's data.size) into OUT-crops/, then embedded; Ids {field Id}-c{cell:05d}.")] = False,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="With --cells: label images made elsewhere, DIR/{Id}_cells.png (.tif), instead of segmenting.")] = None,
 ) -> None:
     """Pooled features of every image (NumPy and AnnData), a UMAP as PNG and as an interactive page."""
     # lazy for start-up speed: data are checked before torch loads
     from hpa_classify.explain.embed import embed_dataset
     from hpa_classify.inference.runs import open_run
 
-    ds = load_data(data, images, split, skip_invalid, data_cfg=open_run(run).cfg.data)
+    if masks is not None and not cells:
+        raise HPAError("--masks serves --cells only")
+    cfg = open_run(run).cfg
+    ds = load_data(data, images, split, skip_invalid, data_cfg=cfg.data)
+    if cells:
+        ds = cut_cells(ds, out.with_name(out.name + "-crops"), cfg.data.size, masks, None, None)
     written = embed_dataset(run, ds, out, batch_size=batch_size, with_umap=not no_umap,
                             device=_device(device), progress=progress_bars())
     for kind, path in written.items():
