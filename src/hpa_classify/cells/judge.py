@@ -27,7 +27,7 @@ from hpa_classify.cells.rle import parse_prediction
 from hpa_classify.cells.scoring import CellScorer, ScoreResult
 from hpa_classify.classes import NUM_CLASSES_2021, parse_label_2021, parse_target, to_2021
 from hpa_classify.data.table import MAX_CSV_BYTES
-from hpa_classify.errors import DataError, summarize_ids
+from hpa_classify.errors import DataError, LabelError, summarize_ids
 
 __all__ = ["TRUTH_TABLE", "Truth", "read_truth", "score_submission", "score_table"]
 
@@ -73,10 +73,13 @@ def read_truth(path: str | os.PathLike[str]) -> tuple[Path, Truth]:
             cell = int(row.cell)
         except ValueError:
             raise DataError(f"{where}: cell {row.cell!r} is not an integer id") from None
-        if use_target:
-            labels = to_2021(parse_target(row.Target, row=where) if row.Target.strip() else [])
-        else:
-            labels = parse_label_2021(row.Label, row=where)
+        try:
+            if use_target:
+                labels = to_2021(parse_target(row.Target) if row.Target.strip() else [])
+            else:
+                labels = parse_label_2021(row.Label)
+        except LabelError as exc:
+            raise LabelError(f"{where}: {exc}") from None
         cells = truth.setdefault(row.Id, {})
         if cell in cells:
             raise DataError(f"{where}: cell {cell} of this field has a row already")
