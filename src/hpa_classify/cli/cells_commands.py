@@ -8,7 +8,17 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from hpa_classify.cli.app import DataArg, ImagesOpt, SkipOpt, app, console, progress_bars
+from hpa_classify.cli.app import (
+    DataArg,
+    ImagesOpt,
+    MasksOpt,
+    PixelSizeOpt,
+    SkipOpt,
+    SplitOpt,
+    app,
+    console,
+    progress_bars,
+)
 from hpa_classify.errors import HPAError
 
 
@@ -17,9 +27,9 @@ def segment(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for {Id}_nuclei.png, {Id}_cells.png (uint16 labels) and cells.csv.")],
     images: ImagesOpt = None,
-    split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")] = "train",
-    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="Pixel size of the images, um/px (default: 163.84 um / image side; 0.08 at 2048 px, 0.32 at 512 px).")] = None,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="Use label images made elsewhere: DIR/{Id}_cells.png (or .tif), optionally {Id}_nuclei.png.")] = None,
+    split: SplitOpt = "train",
+    pixel_size: PixelSizeOpt = None,
+    masks: MasksOpt = None,
     truth: Annotated[Optional[Path], typer.Option("--eval", help="Folder of true {Id}_nuclei.png / {Id}_cells.png: print the average precision of the result.")] = None,
     overlays: Annotated[bool, typer.Option("--overlays", help="Also write OUT/overlays/{Id}.png: outlines on the composite.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
@@ -62,10 +72,10 @@ def crops(
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the crop set: train.csv, train/{Id}_{channel}.png, crops.csv; the label images in OUT/masks.")],
     images: ImagesOpt = None,
-    split: Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")] = "train",
+    split: SplitOpt = "train",
     size: Annotated[int, typer.Option(help="Side of every crop, px.")] = 128,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="Use label images made elsewhere: DIR/{Id}_cells.png (or .tif), instead of segmenting.")] = None,
-    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="Pixel size for segmenting, um/px (default: from the image size).")] = None,
+    masks: MasksOpt = None,
+    pixel_size: PixelSizeOpt = None,
     workers: Annotated[Optional[int], typer.Option(help="Processes for segmenting (default: all cores).")] = None,
     skip_invalid: SkipOpt = False,
 ) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from hpa_classify.cli.app import (
     DataArg,
     ImagesOpt,
+    MasksOpt,
     SkipOpt,
+    SplitOpt,
     app,
     console,
     load_data,
@@ -20,7 +22,6 @@ from hpa_classify.cli.cells_commands import cut_cells
 from hpa_classify.errors import HPAError
 
 RunArg = Annotated[Path, typer.Argument(help="Run directory made by 'hpa train'.")]
-SplitOpt = Annotated[str, typer.Option(help="Which CSV of a Kaggle root: train or test.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
 
@@ -80,7 +81,7 @@ def embed(
     device: DeviceOpt = None,
     skip_invalid: SkipOpt = False,
     cells: Annotated[bool, typer.Option("--cells", help="Embed every cell instead of every field: cells cut out (as 'hpa crops' does, at the run's data.size) into OUT-crops/, then embedded; Ids {field Id}-c{cell:05d}.")] = False,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="With --cells: label images made elsewhere, DIR/{Id}_cells.png (.tif), instead of segmenting.")] = None,
+    masks: MasksOpt = None,
 ) -> None:
     """Pooled features of every image (NumPy and AnnData), a UMAP as PNG and as an interactive page."""
     # lazy for start-up speed: data are checked before torch loads

@@ -17,7 +17,9 @@ from hpa_classify.cli.app import (
     DevicesOpt,
     ImagesOpt,
     IntensityOpt,
+    MasksOpt,
     NodesOpt,
+    PixelSizeOpt,
     SkipOpt,
     app,
     console,
@@ -48,7 +50,7 @@ def train(
     external_images: Annotated[Optional[Path], typer.Option("--external-images", help="Image folder of --external (default: beside its CSV).")] = None,
     channels: ChannelsOpt = None,
     task: Annotated[str, typer.Option("--task", help="fields: classify whole fields (default). cells: a cell classifier on the crops of every cell, labelled with its field's labels (fields segmented first, or --masks).")] = "fields",
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="With --task cells: label images made elsewhere, DIR/{Id}_cells.png (.tif), instead of segmenting.")] = None,
+    masks: MasksOpt = None,
 ) -> None:
     """Train a classifier by transfer learning; writes a run directory (K of them with --folds).
 
@@ -191,9 +193,9 @@ def predict(
     channels: ChannelsOpt = None,
     intensity: IntensityOpt = None,
     cells: Annotated[bool, typer.Option("--cells", help="Classify every cell (HPA 2021, 19 classes): field runs give each cell their field's probabilities, a run trained with --task cells scores each crop; with both, the combination. Writes OUT/submission.csv (Kaggle 2021 format), cells.csv, cell_probs.csv, masks/ and overlays/.")] = False,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="With --cells: label images made elsewhere, DIR/{Id}_cells.png (.tif), instead of segmenting.")] = None,
+    masks: MasksOpt = None,
     cell_weight: Annotated[float, typer.Option("--cell-weight", help="With --cells and both kinds of run: the cell's weight w in field^(1-w) * cell^w.")] = 0.5,
-    pixel_size: Annotated[Optional[float], typer.Option("--pixel-size", help="With --cells: pixel size for segmenting, um/px (default: from the image size).")] = None,
+    pixel_size: PixelSizeOpt = None,
 ) -> None:
     """Predict labels into a Kaggle submission; probabilities go beside it.
 
