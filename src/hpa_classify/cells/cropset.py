@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from hpa_classify.cells.crops import CROP_MARGIN, cell_crops
-from hpa_classify.cells.masks import label_path, read_labels, write_png
+from hpa_classify.cells.masks import read_cells, write_png
 from hpa_classify.classes import CHANNELS, format_target
 from hpa_classify.data.layout import Dataset, load_dataset
 from hpa_classify.errors import DataError
@@ -86,7 +86,7 @@ def write_cropset(
         if for_training and not field_labels[i]:
             continue
         image = dataset.read(i)
-        labels = read_labels(label_path(labels_dir, dataset.ids[i], "cells"), image.shape[1:])
+        labels = read_cells(labels_dir, dataset.ids[i], image.shape[1:])
         ids, crops = cell_crops(image, labels, size, margin)
         target = format_target(field_labels[i]) if field_labels[i] else ""
         for k, crop in zip(ids, crops, strict=True):

@@ -16,13 +16,14 @@ as Kaggle would. On the same predictions the two agree (a test checks it).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hpa_classify.cells.masks import label_path, read_labels
-from hpa_classify.cells.predict import CellTable, field_labels
+from hpa_classify.cells.masks import read_cells
+from hpa_classify.cells.predict import CellTable
 from hpa_classify.cells.rle import parse_prediction
 from hpa_classify.cells.scoring import CellScorer, ScoreResult
 from hpa_classify.classes import NUM_CLASSES_2021, parse_label_2021, parse_target, to_2021
@@ -104,21 +105,25 @@ def _check_ids(ids: list[str], truth: Truth, what: str) -> None:
 
 
 def score_table(
-    table: CellTable, labels_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str], method: str,
-) -> ScoreResult:
-    """The 2021 metric of ``table.scores[method]`` (cells in ``labels_dir``) against the truth."""
+    table: CellTable, labels_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str],
+    methods: Sequence[str],
+) -> dict[str, ScoreResult]:
+    """The 2021 metric of each of ``table.scores[method]`` (cells in ``labels_dir``) against the truth.
+
+    The truth and the label images are read once for all ``methods``.
+    """
     folder, truth = read_truth(truth_path)
     _check_ids(table.ids, truth, "the predictions")
-    scorer = CellScorer()
-    scores = table.scores[method]
+    scorers = {method: CellScorer() for method in methods}
     for i, sample_id in enumerate(table.ids):
-        true_cells = read_labels(label_path(folder, sample_id, "cells"), table.shapes[i])
+        true_cells = read_cells(folder, sample_id, table.shapes[i])
         true_labels = _true_of(folder, truth, sample_id, true_cells)
-        pred = field_labels(labels_dir, sample_id, table.shapes[i])
+        pred = read_cells(labels_dir, sample_id, table.shapes[i])
         at = table.of_field(i)
-        order = np.argsort(table.cell[at], kind="stable")  # rows in increasing cell id
-        scorer.add(true_cells, true_labels, pred, scores[at][order])
-    return scorer.result()
+        at = at[np.argsort(table.cell[at], kind="stable")]  # rows in increasing cell id
+        for method, scorer in scorers.items():
+            scorer.add(true_cells, true_labels, pred, table.scores[method][at])
+    return {method: scorer.result() for method, scorer in scorers.items()}
 
 
 def score_submission(submission: str | os.PathLike[str], truth_path: str | os.PathLike[str]) -> ScoreResult:
@@ -142,7 +147,7 @@ def score_submission(submission: str | os.PathLike[str], truth_path: str | os.Pa
     scorer = CellScorer()
     for line, row in enumerate(frame.itertuples(index=False), start=2):
         where = f"{path}, line {line} (ID {row.ID})"
-        true_cells = read_labels(label_path(folder, row.ID, "cells"))
+        true_cells = read_cells(folder, row.ID)
         h, w = true_cells.shape
         if (row.ImageHeight.strip(), row.ImageWidth.strip()) != (str(h), str(w)):
             raise DataError(

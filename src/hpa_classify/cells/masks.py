@@ -28,6 +28,7 @@ __all__ = [
     "find_label_file",
     "label_png_shape",
     "match_nuclei",
+    "read_cells",
     "read_labels",
     "relabel",
     "write_labels",
@@ -125,6 +126,13 @@ def write_labels(path: str | os.PathLike[str], labels: np.ndarray) -> Path:
     if labels.ndim != 2 or (labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL)):
         raise DataError(f"{path}: labels must be 2-D ids in 0..{MAX_LABEL}")
     return write_png(path, labels.astype(np.uint16))
+
+
+def read_cells(
+    folder: str | os.PathLike[str], sample_id: str, shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The cell label image of ``sample_id`` in ``folder`` (as the package writes it), checked against ``shape``."""
+    return read_labels(label_path(folder, sample_id, "cells"), shape)
 
 
 def label_png_shape(path: str | os.PathLike[str]) -> tuple[int, int] | None:

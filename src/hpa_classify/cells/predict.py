@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from torch import nn
 
 from hpa_classify.cells.classify import DEFAULT_CELL_WEIGHT, cell_scores, crop_probs
 from hpa_classify.cells.crops import cell_crops
-from hpa_classify.cells.masks import label_path, read_labels
+from hpa_classify.cells.masks import read_cells
 from hpa_classify.cells.overlay import draw_outlines, write_overlay
 from hpa_classify.cells.rle import encode_labels, format_prediction
 from hpa_classify.classes import CLASS_NAMES_2021, NUM_CLASSES, NUM_CLASSES_2021
@@ -85,11 +84,6 @@ class CellTable:
         return np.flatnonzero(self.field_index == index)
 
 
-def field_labels(labels_dir: str | os.PathLike[str], sample_id: str, shape: tuple[int, int]) -> np.ndarray:
-    """The cell label image of ``sample_id`` in ``labels_dir``, checked against the field's shape."""
-    return read_labels(label_path(labels_dir, sample_id, "cells"), shape)
-
-
 def cell_table(
     dataset: Dataset,
     labels_dir: str | os.PathLike[str],
@@ -122,7 +116,7 @@ def cell_table(
         image = dataset.read(i)
         shape = (int(image.shape[1]), int(image.shape[2]))
         shapes.append(shape)
-        labels = field_labels(labels_dir, dataset.ids[i], shape)
+        labels = read_cells(labels_dir, dataset.ids[i], shape)
         if cell_model is not None:
             model, cfg = cell_model
             ids, crops = cell_crops(image, labels, cfg.data.size)
@@ -198,18 +192,11 @@ def write_cell_outputs(
     scores = table.scores[method]
     rows, people = [], []
     names = list(CLASS_NAMES_2021)
-    draw: Callable[[int, np.ndarray, np.ndarray], None] | None = None
     if overlays:
         (out / "overlays").mkdir(exist_ok=True)
-
-        def draw(i: int, labels: np.ndarray, at: np.ndarray) -> None:
-            texts = [_short(names[int(np.argmax(scores[j]))]) for j in at]
-            rgb = _label_text(dataset.read(i), labels, table.cell[at], texts)
-            write_overlay(out / "overlays" / f"{table.ids[i]}.png", rgb)
-
     for i in track(range(len(table.ids)), f"writing {len(table.ids)} fields", progress=progress):
         h, w = table.shapes[i]
-        labels = field_labels(labels_dir, table.ids[i], (h, w))
+        labels = read_cells(labels_dir, table.ids[i], (h, w))
         at = table.of_field(i)
         items = []
         encoded = encode_labels(labels)
@@ -222,8 +209,10 @@ def write_cell_outputs(
                 + [v for c in top for v in (names[c], round(float(scores[j, c]), 4))]
             )
         rows.append((table.ids[i], w, h, format_prediction(items)))
-        if draw is not None:
-            draw(i, labels, at)
+        if overlays:
+            texts = [_short(names[int(np.argmax(scores[j]))]) for j in at]
+            rgb = _label_text(dataset.read(i), labels, table.cell[at], texts)
+            write_overlay(out / "overlays" / f"{table.ids[i]}.png", rgb)
     top_cols = [c for k in range(1, TOP_CLASSES + 1) for c in (f"class_{k}", f"prob_{k}")]
     paths = {
         "submission": write_csv(out / "submission.csv", pd.DataFrame(rows, columns=list(SUBMISSION_COLUMNS))),

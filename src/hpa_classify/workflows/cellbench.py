@@ -164,8 +164,7 @@ def run_cell_bench(
         probs = ensemble_probs([field], test, tta=1)
         table = cell_table(test, test_masks, probs, (load_model(cell), cell.cfg), tta=1, weight=spec.weight,
                            progress=progress)
-        for method in table.scores:
-            result = score_table(table, test_masks, data_dir, method)
+        for method, result in score_table(table, test_masks, data_dir, list(table.scores)).items():
             row: dict[str, Any] = {"seed": seed, "method": method, "map": result.mean_ap,
                                    "cells": len(table), "seconds": round(time.perf_counter() - t_seed, 1)}
             row.update({f"ap_{c}": a for c, a in enumerate(result.ap)})

@@ -32,7 +32,7 @@ from hpa_classify.cells.predict import CellTable, cell_table, write_cell_outputs
 from hpa_classify.cells.segment import SegmentSettings
 from hpa_classify.config import Config
 from hpa_classify.data.layout import Dataset
-from hpa_classify.errors import ConfigError, RunError
+from hpa_classify.errors import ConfigError
 from hpa_classify.fileio import write_json
 from hpa_classify.inference.members import ensemble_probs
 from hpa_classify.inference.predict import default_device
@@ -184,9 +184,3 @@ def predict_cells(
     write_json(out / "predict_cells.json", record)
     return CellPrediction(out, method, len(data), len(table), files, table, time.perf_counter() - t0, seg.empty)
 
-
-def cell_run_record(run: Run) -> dict[str, Any]:
-    """The ``cells.json`` of a cell run; a RunError when it is not one."""
-    if not is_cell_run(run):
-        raise RunError(f"{run.path}: not a cell classifier (no {CELLS_RECORD}; train one with --task cells)")
-    return read_json(run.path / CELLS_RECORD)
