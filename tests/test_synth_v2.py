@@ -13,7 +13,8 @@ from PIL import Image
 
 from hpa_classify.classes import CHANNELS, parse_target
 from hpa_classify.data.synth import generate, matches, render_sample
-from hpa_classify.data.synth.image import render_field
+from hpa_classify.data.synth.image import REVISIONS, render_field
+from hpa_classify.data.synth.reference import reticulum
 from hpa_classify.data.synth.truth import true_labels
 from hpa_classify.errors import ConfigError
 from conftest import hpa
@@ -62,13 +63,39 @@ def _cytoplasm_correlation(labels: list[int], seed: int) -> float:
     return float(np.corrcoef(g, y)[0, 1])
 
 
-def test_only_the_er_lies_on_the_yellow_network() -> None:
-    """ER, mitochondria and cytosol are drawn alike; only the ER's green follows the yellow."""
+def test_only_the_yellow_tells_the_er_mitochondria_and_cytosol_apart() -> None:
+    """The three are drawn alike; the ER's green follows the yellow, the mitochondria's lies
+    where the yellow is not, the cytosol's half on it and half off it."""
     er = [_cytoplasm_correlation([6], s) for s in range(6)]
-    decoys = [_cytoplasm_correlation([c], s) for c in (23, 25) for s in range(6)]
+    mito = [_cytoplasm_correlation([23], s) for s in range(6)]
+    cytosol = [_cytoplasm_correlation([25], s) for s in range(6)]
     assert min(er) > 0.6, er
-    assert max(decoys) < 0.45, decoys
-    assert min(er) > max(decoys) + 0.2
+    assert max(mito) < -0.3, mito
+    assert max(abs(c) for c in cytosol) < 0.25, cytosol
+
+
+def _lit_share(label: int, seed: int) -> float:
+    """Share of the expressing interphase cells' cytoplasm where the green is above half its
+    99th percentile there: how much of each cell the pattern covers, seen in green alone."""
+    image, fld = render_field([label], 256, np.random.default_rng([seed, 7]), version=2)
+    nuclei, cells, index = true_labels(fld, 256)
+    shows = [k + 1 for k, i in enumerate(index) if fld.cells[i].shows and fld.cells[i].kind == "interphase"]
+    g = image[GREEN][np.isin(cells, shows) & (nuclei == 0)].astype(float)
+    return float(np.mean(g > 0.5 * np.percentile(g, 99)))
+
+
+def test_in_green_alone_the_three_networks_cover_alike() -> None:
+    shares = {c: np.mean([_lit_share(c, s) for s in range(8)]) for c in (6, 23, 25)}
+    assert max(shares.values()) - min(shares.values()) < 0.08, shares
+
+
+def test_a_network_placed_by_the_er_needs_the_er_first() -> None:
+    _, fld = render_field([0], 64, np.random.default_rng(0), version=2)
+    fld.er_side = None
+    with pytest.raises(ValueError, match="draw the ER"):
+        reticulum(fld, np.random.default_rng(1), 0.3, side="opposite")
+    with pytest.raises(ValueError, match="side must be"):
+        reticulum(fld, np.random.default_rng(1), 0.3, side="left")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +135,18 @@ def test_written_with_its_version_and_the_same_bytes_whatever_the_workers(crowde
 
     assert digests(again) == digests(crowded)
     assert (again / "masks" / "cell_labels.csv").read_bytes() == (crowded / "masks" / "cell_labels.csv").read_bytes()
+
+
+def test_a_dataset_of_an_earlier_revision_is_not_reused(crowded: Path, tmp_path: Path) -> None:
+    """A version 2 dataset drawn before the decoys were placed by the ER's side records no
+    revision; a benchmark must draw it again rather than train on it."""
+    record = json.loads((crowded / "synth.json").read_text())
+    assert record["revision"] == REVISIONS[2] > 1
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "synth.json").write_text(json.dumps({k: v for k, v in record.items() if k != "revision"}))
+    assert not matches(old, version=2)
+    assert not matches(old)
 
 
 def test_cli_writes_version_2_with_masks(tmp_path: Path) -> None:

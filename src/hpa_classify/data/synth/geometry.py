@@ -105,6 +105,7 @@ class Field:
     filament_tips: np.ndarray  # (k, 2) x, y of filament plus-ends
     spindles: np.ndarray  # spindle drawing of metaphase cells
     er: np.ndarray | None = None  # reticular ER structure (yellow, before brightness)
+    er_side: tuple[np.ndarray, np.ndarray] | None = None  # version 2: per cell, direction and width of the ER's side
     version: int = 1  # generator version (2: crowded fields, see :mod:`.crowd`)
 
     def px(self, length: float, minimum: float = 0.5) -> float:

@@ -114,7 +114,7 @@ def er_structure(fld: Field, rng: np.random.Generator) -> np.ndarray:
     """Reticular network, denser near the nucleus and along the nuclear envelope.
 
     Version 2 fields draw one :func:`reticulum` instead, so that green decoys
-    drawn the same way are told from the ER only by lying off this network.
+    drawn the same way are told from the ER only by where they lie relative to it.
     """
     if fld.version >= 2:
         return reticulum(fld, rng, float(rng.uniform(0.15, 0.6)))
@@ -150,34 +150,60 @@ def render_blue(fld: Field, rng: np.random.Generator) -> np.ndarray:
     return blue.astype(np.float32)
 
 
-def reticulum(fld: Field, rng: np.random.Generator, floor: float) -> np.ndarray:
+#: How a version 2 network's side of the cell lies relative to the ER's (see :func:`reticulum`).
+SIDES = ("er", "opposite", "across")
+
+
+def reticulum(fld: Field, rng: np.random.Generator, floor: float, side: str = "er") -> np.ndarray:
     """A reticular network over one side of each cell's cytoplasm, crowding towards the nucleus
     (version 2).
 
-    One draw is the yellow ER of a version 2 field (and the green of its ER
-    class); the mitochondria and cytosol classes draw their own, independent
-    networks the same way, so the green channel alone cannot tell them from
-    the ER: only whether the green lies on the yellow can, as in real images
-    read against the ER marker. Each cell's network fills a sector around
-    its nucleus, of random direction and width, so that the difference
-    shows at the scale of a cell, not only of a strand. ``floor`` is the level between the strands (1: no
-    network visible).
+    The yellow ER of a version 2 field is one draw with ``side="er"``, which
+    records each cell's side (a direction seen from the nucleus and a width,
+    30% to 70% of the way round) on ``fld.er_side``; the green of the ER class
+    is that same network. The mitochondria and cytosol classes draw their own
+    networks the same way, on a side of the same width distribution, so the
+    green channel alone cannot tell the three apart:
+
+    * ``"opposite"`` (mitochondria): exactly the rest of the cytoplasm, where
+      the yellow is dark;
+    * ``"across"`` (cytosol): a side of its own width centred on one edge of the
+      ER's, half on the yellow and half off it.
+
+    Only reading the green against the yellow tells them apart, as real images
+    are read against the ER marker, and the difference shows at the scale of a
+    cell, not only of a strand. ``floor`` is the level between the strands
+    (1: no network visible). Every call makes the same random draws, whatever
+    ``side``.
     """
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     strands = smooth_noise(rng, fld.size, fld.px(float(rng.uniform(6.0, 10.0)), 2.0))
     net = np.exp(-((strands / rng.uniform(0.4, 0.7)) ** 2))
     reach = float(rng.uniform(0.5, 1.2)) * fld.cell_radius
     density = np.exp(-fld.nuc_dist / reach) * 0.7 + 0.3
     cyto = (fld.lab > 0) & ~fld.nuc
-    out = (floor + (1.0 - floor) * net) * density * cyto * _sectors(fld, rng)
-    return np.where(fld.metaphase(), 0.3 + 0.5 * net, out).astype(np.float32)
-
-
-def _sectors(fld: Field, rng: np.random.Generator) -> np.ndarray:
-    """Per pixel, how far it lies inside its cell's sector (0-1): a random direction seen from the
-    nucleus, a random width from 30% to 70% of the way round."""
     n = len(fld.cells)
     direction = rng.uniform(0, 2 * math.pi, n)
     width = rng.uniform(0.3, 0.7, n)  # share of the full circle
+    if side == "er":
+        fld.er_side = (direction, width)
+    else:
+        if fld.er_side is None:
+            raise ValueError("draw the ER (side='er') before a network placed relative to it")
+        er_direction, er_width = fld.er_side
+        if side == "opposite":
+            direction, width = er_direction + math.pi, 1.0 - er_width
+        else:
+            direction = er_direction + math.pi * er_width
+    out = (floor + (1.0 - floor) * net) * density * cyto * _sector(fld, direction, width)
+    return np.where(fld.metaphase(), 0.3 + 0.5 * net, out).astype(np.float32)
+
+
+def _sector(fld: Field, direction: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Per pixel, how far it lies inside its cell's sector (0-1): the side of the cell seen from
+    the nucleus in ``direction``, ``width`` of the way round (per cell). The sector of the
+    opposite direction and the remaining width is exactly its complement."""
     centres = [(c.nucleus.cx, c.nucleus.cy) if c.nucleus is not None else (c.shape.cx, c.shape.cy)
                for c in fld.cells]
     cx = fld.per_cell([x for x, _ in centres])

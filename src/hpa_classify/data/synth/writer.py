@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from hpa_classify.classes import CHANNELS, CLASS_NAMES, format_target
-from hpa_classify.data.synth.image import MIN_SIZE, check_version, render_field, render_sample
+from hpa_classify.data.synth.image import MIN_SIZE, REVISIONS, check_version, render_field, render_sample
 from hpa_classify.data.synth.labels import class_counts, sample_labels
 from hpa_classify.data.synth.regions import pattern_regions
 from hpa_classify.data.synth.truth import cell_targets, true_labels
@@ -170,6 +170,8 @@ def matches(
     )
     if version is not None and record.get("version", 1) != version:
         return False
+    if record.get("revision", 1) != REVISIONS.get(record.get("version", 1)):
+        return False  # drawn by another revision of the generator
     return all(record.get(k) == v for k, v in wanted.items() if v is not None)
 
 
@@ -318,6 +320,8 @@ def generate(
         params["pattern_masks"] = MASKS_DIR
     if version != 1:  # likewise
         params["version"] = version
+    if REVISIONS[version] != 1:  # likewise
+        params["revision"] = REVISIONS[version]
     _prepare(out_dir, params)
     if masks or pattern_masks:
         (out_dir / MASKS_DIR).mkdir(exist_ok=True)

@@ -112,9 +112,10 @@ def lipid_droplets(fld: Field, rng: np.random.Generator) -> np.ndarray:
 
 @pattern(23)
 def mitochondria(fld: Field, rng: np.random.Generator) -> np.ndarray:
-    """Short tubules crowding near the nucleus; version 2: a network off the ER's (a decoy)."""
+    """Short tubules crowding near the nucleus; version 2: a network on the side of each cell
+    the ER leaves free (a decoy only the yellow tells from the ER)."""
     if fld.version >= 2:
-        return reticulum(fld, rng, float(rng.uniform(0.15, 0.6)))
+        return reticulum(fld, rng, float(rng.uniform(0.15, 0.6)), side="opposite")
     canvas = np.zeros((fld.size, fld.size), np.float32)
     weight = np.exp(-fld.nuc_dist / (0.5 * fld.cell_radius)) + 0.15
     for i in range(len(fld.cells)):
@@ -154,9 +155,12 @@ def aggresome(fld: Field, rng: np.random.Generator) -> np.ndarray:
 
 @pattern(25)
 def cytosol(fld: Field, rng: np.random.Generator) -> np.ndarray:
-    """The whole cytoplasm; version 2: mottled by a network off the ER's (a decoy)."""
+    """The whole cytoplasm; version 2: a network on a side of each cell half on the ER's, half
+    off it (a decoy only the yellow tells from the ER and the mitochondria), and a faint haze
+    over the nucleus."""
     if fld.version >= 2:
-        return reticulum(fld, rng, float(rng.uniform(0.15, 0.6))) + float(rng.uniform(0, 0.12)) * fld.nuc
+        network = reticulum(fld, rng, float(rng.uniform(0.15, 0.6)), side="across")
+        return network + float(rng.uniform(0, 0.12)) * fld.nuc
     tex = smooth_noise(rng, fld.size, fld.px(8.0))
     cyto = (fld.lab > 0) & ~fld.nuc
     return (cyto * (0.55 + 0.08 * tex) + 0.1 * fld.nuc).astype(np.float32)
