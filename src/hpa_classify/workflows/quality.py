@@ -135,7 +135,7 @@ def run_quality(
         task = open_task(progress, f"{ab.name}, seed {seed}", None)
         row = _one_run(ab, seed, cfg, out / "runs" / ab.slug / f"seed{seed}", train_ds, test_ds, resume, rows,
                        with_fixed=spec.runs(next(a for a in ABLATIONS if a.post_hoc)))
-        task.close(f"held-out macro F1 {row['macro_f1']:.3f} ({row['seconds']:.0f} s)")
+        task.close(f"held-out macro F1 {row['macro_f1']:.3f}" + (", finished run reused" if row["seconds"] == 0 else ""))
         whole.advance(1)
         _write(rows, spec, command, t0, load_start, csv_path, md_path)
     whole.close()
@@ -154,6 +154,7 @@ def _one_run(
     """
     t1 = time.perf_counter()
     held = _finished(run_dir, cfg) if resume else None
+    reused = held is not None
     if held is None:
         run = train_run(cfg, train_ds, run_dir, force=True)
         held = evaluate_held_out(run, test_ds, out_dir=run_dir / "eval-test")
@@ -167,7 +168,7 @@ def _one_run(
         "macro_f1": held["macro_f1"],
         "val_macro_f1": val["macro_f1"],
         "baseline_macro_f1": held["baseline_macro_f1"],
-        "seconds": round(time.perf_counter() - t1, 1),
+        "seconds": 0.0 if reused else round(time.perf_counter() - t1, 1),  # 0: reused, not trained here
         "run": str(run_dir),
     }
     rows.append(row)
