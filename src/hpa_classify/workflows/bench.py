@@ -140,7 +140,7 @@ class BenchSpec:
     size: int = 128
     data_seed: int = 0
     min_per_class: int = 2
-    epochs: int = 5
+    epochs: int = 10
     seeds: tuple[int, ...] = (0, 1, 2)
     ablation_seeds: tuple[int, ...] = (0, 1, 2)
     preset: str = "demo-cpu"
