@@ -14,7 +14,7 @@ from PIL import Image
 from hpa_classify.classes import CHANNELS, parse_target
 from hpa_classify.data.synth import generate, matches, render_sample
 from hpa_classify.data.synth.image import REVISIONS, render_field
-from hpa_classify.data.synth.reference import reticulum
+from hpa_classify.data.synth.reference import er_relative_side, reticulum
 from hpa_classify.data.synth.truth import true_labels
 from hpa_classify.errors import ConfigError
 from conftest import hpa
@@ -53,35 +53,39 @@ def test_unknown_version_is_a_config_error(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def _cytoplasm_correlation(labels: list[int], seed: int) -> float:
-    """Correlation of green and yellow over the cytoplasm of the cells that show ``labels``."""
-    image, fld = render_field(labels, 256, np.random.default_rng([seed, 7]), version=2)
+def _expressing_cytoplasm(label: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Green and yellow over the cytoplasm of the interphase cells that show ``label``
+    (one 256 px field)."""
+    image, fld = render_field([label], 256, np.random.default_rng([seed, 7]), version=2)
     nuclei, cells, index = true_labels(fld, 256)
     shows = [k + 1 for k, i in enumerate(index) if fld.cells[i].shows and fld.cells[i].kind == "interphase"]
     cyto = np.isin(cells, shows) & (nuclei == 0)
-    g, y = image[GREEN][cyto].astype(float), image[YELLOW][cyto].astype(float)
+    return image[GREEN][cyto].astype(float), image[YELLOW][cyto].astype(float)
+
+
+def _lit(g: np.ndarray) -> np.ndarray:
+    """Where the green is above half its 99th percentile: what the pattern covers, in green alone."""
+    return g > 0.5 * np.percentile(g, 99)
+
+
+def _cytoplasm_correlation(label: int, seed: int) -> float:
+    g, y = _expressing_cytoplasm(label, seed)
     return float(np.corrcoef(g, y)[0, 1])
 
 
 def test_only_the_yellow_tells_the_er_mitochondria_and_cytosol_apart() -> None:
     """The three are drawn alike; the ER's green follows the yellow, the mitochondria's lies
     where the yellow is not, the cytosol's half on it and half off it."""
-    er = [_cytoplasm_correlation([6], s) for s in range(6)]
-    mito = [_cytoplasm_correlation([23], s) for s in range(6)]
-    cytosol = [_cytoplasm_correlation([25], s) for s in range(6)]
+    er = [_cytoplasm_correlation(6, s) for s in range(6)]
+    mito = [_cytoplasm_correlation(23, s) for s in range(6)]
+    cytosol = [_cytoplasm_correlation(25, s) for s in range(6)]
     assert min(er) > 0.6, er
     assert max(mito) < -0.3, mito
     assert max(abs(c) for c in cytosol) < 0.25, cytosol
 
 
 def _lit_share(label: int, seed: int) -> float:
-    """Share of the expressing interphase cells' cytoplasm where the green is above half its
-    99th percentile there: how much of each cell the pattern covers, seen in green alone."""
-    image, fld = render_field([label], 256, np.random.default_rng([seed, 7]), version=2)
-    nuclei, cells, index = true_labels(fld, 256)
-    shows = [k + 1 for k, i in enumerate(index) if fld.cells[i].shows and fld.cells[i].kind == "interphase"]
-    g = image[GREEN][np.isin(cells, shows) & (nuclei == 0)].astype(float)
-    return float(np.mean(g > 0.5 * np.percentile(g, 99)))
+    return float(np.mean(_lit(_expressing_cytoplasm(label, seed)[0])))
 
 
 def test_in_green_alone_the_three_networks_cover_alike() -> None:
@@ -89,11 +93,30 @@ def test_in_green_alone_the_three_networks_cover_alike() -> None:
     assert max(shares.values()) - min(shares.values()) < 0.08, shares
 
 
+def _yellow_under_green(label: int, seed: int) -> float:
+    """Mean yellow where the green is lit, over the mean yellow of the same cytoplasm."""
+    g, y = _expressing_cytoplasm(label, seed)
+    return float(y[_lit(g)].mean() / y.mean())
+
+
+def test_only_the_yellow_tells_the_three_vesicles_apart() -> None:
+    """Peroxisomes, endosomes and lysosomes are the same vesicles, cover the cells alike in
+    green, and lie on the ER's side, off it, and across its edge."""
+    ratios = {c: [_yellow_under_green(c, s) for s in range(6)] for c in (8, 9, 10)}
+    assert min(ratios[8]) > 1.3, ratios
+    assert max(ratios[9]) < 0.6, ratios
+    assert all(0.7 < r < 1.3 for r in ratios[10]), ratios
+    shares = {c: np.mean([_lit_share(c, s) for s in range(6)]) for c in (8, 9, 10)}
+    assert max(shares.values()) - min(shares.values()) < 0.03, shares
+
+
 def test_a_network_placed_by_the_er_needs_the_er_first() -> None:
     _, fld = render_field([0], 64, np.random.default_rng(0), version=2)
     fld.er_side = None
     with pytest.raises(ValueError, match="draw the ER"):
         reticulum(fld, np.random.default_rng(1), 0.3, side="opposite")
+    with pytest.raises(ValueError, match="draw the ER"):
+        er_relative_side(fld, np.random.default_rng(1), "on")
     with pytest.raises(ValueError, match="side must be"):
         reticulum(fld, np.random.default_rng(1), 0.3, side="left")
 

@@ -151,7 +151,7 @@ def render_blue(fld: Field, rng: np.random.Generator) -> np.ndarray:
 
 
 #: How a version 2 network's side of the cell lies relative to the ER's (see :func:`reticulum`).
-SIDES = ("er", "opposite", "across")
+SIDES = ("er", "on", "opposite", "across")
 
 
 def reticulum(fld: Field, rng: np.random.Generator, floor: float, side: str = "er") -> np.ndarray:
@@ -183,6 +183,22 @@ def reticulum(fld: Field, rng: np.random.Generator, floor: float, side: str = "e
     reach = float(rng.uniform(0.5, 1.2)) * fld.cell_radius
     density = np.exp(-fld.nuc_dist / reach) * 0.7 + 0.3
     cyto = (fld.lab > 0) & ~fld.nuc
+    out = (floor + (1.0 - floor) * net) * density * cyto * er_relative_side(fld, rng, side)
+    return np.where(fld.metaphase(), 0.3 + 0.5 * net, out).astype(np.float32)
+
+
+def er_relative_side(fld: Field, rng: np.random.Generator, side: str) -> np.ndarray:
+    """Per pixel, how far it lies inside its cell's ``side`` (0-1), seen from the nucleus
+    (version 2; the sides of :data:`SIDES`, as :func:`reticulum` describes them).
+
+    ``"er"`` draws each cell's side, a direction and a width 30% to 70% of the
+    way round, and records it on ``fld.er_side``; the others are placed by that
+    record and need it first: ``"on"`` is the ER's side itself (where the yellow
+    is bright). Every call makes the same random draws, whatever
+    ``side``.
+    """
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     n = len(fld.cells)
     direction = rng.uniform(0, 2 * math.pi, n)
     width = rng.uniform(0.3, 0.7, n)  # share of the full circle
@@ -190,14 +206,15 @@ def reticulum(fld: Field, rng: np.random.Generator, floor: float, side: str = "e
         fld.er_side = (direction, width)
     else:
         if fld.er_side is None:
-            raise ValueError("draw the ER (side='er') before a network placed relative to it")
+            raise ValueError("draw the ER (side='er') before a pattern placed relative to it")
         er_direction, er_width = fld.er_side
-        if side == "opposite":
+        if side == "on":
+            direction, width = er_direction, er_width
+        elif side == "opposite":
             direction, width = er_direction + math.pi, 1.0 - er_width
         else:
             direction = er_direction + math.pi * er_width
-    out = (floor + (1.0 - floor) * net) * density * cyto * _sector(fld, direction, width)
-    return np.where(fld.metaphase(), 0.3 + 0.5 * net, out).astype(np.float32)
+    return _sector(fld, direction, width)
 
 
 def _sector(fld: Field, direction: np.ndarray, width: np.ndarray) -> np.ndarray:

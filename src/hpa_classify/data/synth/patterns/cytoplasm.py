@@ -19,7 +19,7 @@ from hpa_classify.data.synth.drawing import (
 )
 from hpa_classify.data.synth.geometry import Field
 from hpa_classify.data.synth.patterns.registry import pattern
-from hpa_classify.data.synth.reference import reticulum
+from hpa_classify.data.synth.reference import er_relative_side, reticulum
 
 
 def _cyto_dots(
@@ -29,9 +29,10 @@ def _cyto_dots(
     sigma: float,
     amp: tuple[float, float],
     perinuclear: float | None = None,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Dots scattered over each cell's cytoplasm, optionally crowding near the nucleus."""
-    weight = None
+    """Dots scattered over each cell's cytoplasm, optionally crowding near the nucleus or
+    drawn in proportion to a per-pixel ``weight``."""
     if perinuclear is not None:
         weight = np.exp(-fld.nuc_dist / (perinuclear * fld.cell_radius))
     xs, ys = [], []
@@ -81,18 +82,35 @@ def golgi(fld: Field, rng: np.random.Generator) -> np.ndarray:
     return np.maximum(cv2.GaussianBlur(canvas, (0, 0), fld.px(0.6, 0.4)), dots) * (fld.lab > 0)
 
 
+def _vesicles(fld: Field, rng: np.random.Generator, side: str) -> np.ndarray:
+    """Version 2: vesicles alike for the three classes, on a side of each cell set by the ER's
+    (:func:`~hpa_classify.data.synth.reference.er_relative_side`), so that only the yellow
+    tells them apart, as a marker does in real images."""
+    weight = er_relative_side(fld, rng, side)
+    return _cyto_dots(fld, rng, (18, 40), fld.px(1.1, 0.6), (0.4, 1.0), weight=weight)
+
+
 @pattern(8)
 def peroxisomes(fld: Field, rng: np.random.Generator) -> np.ndarray:
+    """Small dots all over the cytoplasm; version 2: vesicles on the ER's side."""
+    if fld.version >= 2:
+        return _vesicles(fld, rng, "on")
     return _cyto_dots(fld, rng, (30, 70), fld.px(0.6, 0.45), (0.4, 1.0))
 
 
 @pattern(9)
 def endosomes(fld: Field, rng: np.random.Generator) -> np.ndarray:
+    """Dots all over the cytoplasm; version 2: vesicles on the side the ER leaves free."""
+    if fld.version >= 2:
+        return _vesicles(fld, rng, "opposite")
     return _cyto_dots(fld, rng, (18, 40), fld.px(1.1, 0.6), (0.4, 1.0))
 
 
 @pattern(10)
 def lysosomes(fld: Field, rng: np.random.Generator) -> np.ndarray:
+    """Large dots crowding near the nucleus; version 2: vesicles across the ER side's edge."""
+    if fld.version >= 2:
+        return _vesicles(fld, rng, "across")
     return _cyto_dots(fld, rng, (8, 18), fld.px(1.6, 0.8), (0.6, 1.0), perinuclear=0.22)
 
 
