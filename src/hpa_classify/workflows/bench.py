@@ -139,7 +139,7 @@ class BenchSpec:
     n_test: int = 600
     size: int = 128
     data_seed: int = 0
-    min_per_class: int = 2
+    min_per_class: int = 20
     epochs: int = 10
     seeds: tuple[int, ...] = (0, 1, 2)
     ablation_seeds: tuple[int, ...] = (0, 1, 2)
