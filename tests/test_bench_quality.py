@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import hpa
+from hpa_classify.data.synth.image import REVISIONS
 from hpa_classify.workflows.bench import ABLATIONS, QUICK, markdown_table, parse_seeds, with_changes
 from hpa_classify.errors import ConfigError
 
@@ -35,6 +36,7 @@ def test_quick_benchmark_prints_every_ablation(tmp_path: Path) -> None:
     assert runs["macro_f1"].between(0, 1).all()
     md = (out / "quality.md").read_text()
     assert "hpa bench quality --quick" in md and "Wall time" in md
+    assert f"(version 2, revision {REVISIONS[2]})" in md
     assert _table_rows(md).keys() == rows.keys()
 
 

@@ -17,6 +17,7 @@ import torch
 
 from hpa_classify.config import Config, config_to_yaml, load_config
 from hpa_classify.data.layout import checked, load_dataset
+from hpa_classify.data.synth.image import REVISIONS
 from hpa_classify.errors import ConfigError
 from hpa_classify.evaluate.evaluation import evaluate_held_out
 from hpa_classify.fileio import write_csv, write_text
@@ -205,8 +206,10 @@ def _write(
         "",
         f"Command: `{command or 'hpa bench quality'}`",
         "",
-        f"Data: {spec.n_train} train + {spec.n_test} test synthetic images (version {spec.synth_version}), "
-        f"{spec.size} px, data seed {spec.data_seed}. Recipe: preset `{spec.preset}`, {spec.epochs} epochs"
+        f"Data: {spec.n_train} train + {spec.n_test} test synthetic images (version {spec.synth_version}, "
+        f"revision {REVISIONS[spec.synth_version]}), {spec.size} px, data seed {spec.data_seed}"
+        + (f", at least {spec.min_per_class} images of every class in each split" if spec.min_per_class else "")
+        + f". Recipe: preset `{spec.preset}`, {spec.epochs} epochs"
         + (f", overrides {', '.join(spec.overrides)}" if spec.overrides else "")
         + f". Seeds: default and random init {list(spec.seeds)}, other ablations {list(spec.ablation_seeds)}.",
         "",
