@@ -19,7 +19,8 @@ does, and writes one small overlay PNG per field (outlines on the composite,
 
 ``synth`` writes a fixed synthetic test set with true label images
 (``generate(n_train=0, n_test=100, size=512, seed=0, min_per_class=0,
-masks=True, version=2)``: crowded fields of 10 to 40 cells), segments it as
+masks=True, version=2)``: crowded fields of 10 to 40 cells; drawn again when the
+generator's revision changes), segments it as
 ``hpa segment`` does and prints the average precision of nuclei and cells,
 over all fields and by cell density (``--version 1`` for the sparser fields).
 """
@@ -45,8 +46,8 @@ from hpa_classify.cells.segment import SegmentSettings, segment_field
 from hpa_classify.classes import CHANNELS
 from hpa_classify.data.io import load_sample
 from hpa_classify.data.layout import load_dataset
-from hpa_classify.data.synth import generate
 from hpa_classify.data.synth.writer import MASKS_DIR
+from hpa_classify.workflows.bench import cached_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "hpa_samples"
@@ -125,9 +126,8 @@ def figures(out: Path, side: int) -> None:
 
 
 def synthetic(work: Path, n: int, size: int, seed: int, version: int) -> None:
-    data = work / f"synth-{n}x{size}-seed{seed}-v{version}"
-    if not (data / "test_labels.csv").is_file():
-        generate(data, n_train=0, n_test=n, size=size, seed=seed, min_per_class=0, masks=True, version=version)
+    data = cached_synth(work / f"synth-{n}x{size}-seed{seed}-v{version}", n_train=0, n_test=n, size=size,
+                        seed=seed, min_per_class=0, version=version, masks=True)
     ds = load_dataset(data / "test_labels.csv", images=data / "test")
     out = work / f"segmented-{n}x{size}-seed{seed}-v{version}"
     t0 = time.perf_counter()
