@@ -279,9 +279,12 @@ def generate(
         1 (default): fields of 2 to 24 cells that all show the image's labels.
         2: crowded fields of 10 to 40 touching cells, some of which express
         none or only a subset of the labels (their own labels are in
-        ``masks/cell_labels.csv``, an empty Target for none), and green
-        decoys that only the yellow ER channel tells from the ER
-        (:mod:`hpa_classify.data.synth.crowd`). Recorded in ``synth.json``.
+        ``masks/cell_labels.csv``, an empty Target for none), and classes
+        drawn alike in green that only the yellow ER channel tells apart (the
+        ER, mitochondria and cytosol networks; peroxisomes, endosomes and
+        lysosomes) (:mod:`hpa_classify.data.synth.crowd`,
+        :mod:`hpa_classify.data.synth.reference`). Recorded in ``synth.json``
+        with the drawing's revision.
 
     Returns
     -------
