@@ -150,7 +150,8 @@ def render_blue(fld: Field, rng: np.random.Generator) -> np.ndarray:
     return blue.astype(np.float32)
 
 
-#: How a version 2 network's side of the cell lies relative to the ER's (see :func:`reticulum`).
+#: How a version 2 pattern's side of the cell lies relative to the ER's
+#: (see :func:`er_relative_side`).
 SIDES = ("er", "on", "opposite", "across")
 
 
